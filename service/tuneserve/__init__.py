@@ -1,0 +1,3 @@
+"""tuneserve: model serving with online fine-tuning on Ray."""
+
+__version__ = "0.1.0"

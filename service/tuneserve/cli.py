@@ -1,0 +1,105 @@
+"""``tuneserve`` command line: build the starter models, list the registry, run the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuneserve.settings import Settings, ZooProfile
+
+app = typer.Typer(help="Model serving with online fine-tuning on Ray.", no_args_is_help=True)
+models_app = typer.Typer(help="Starter models and the model registry.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+
+
+def _settings(profile: ZooProfile | None) -> Settings:
+    return Settings(zoo_profile=profile) if profile else Settings()
+
+
+def build_and_register(settings: Settings, names: list[str] | None, force: bool) -> None:
+    """Build the missing starter models with a progress bar, register them, print a table."""
+    from tuneserve.registry import connect
+    from tuneserve.zoo.build import build_all
+    from tuneserve.zoo.recipes import RECIPES
+    from tuneserve.zoo.register import register_starter_model
+
+    columns = (
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        bars: dict[str, int] = {}
+
+        def on_step(name: str, step: int, total: int, loss: float) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(name, total=total, loss="")
+            progress.update(bars[name], completed=step, loss=f"loss {loss:.3f}")
+
+        reports = build_all(settings, names, force=force, on_step=on_step)
+    registry, store = connect(settings)
+    table = Table(title=f"starter models ({settings.zoo_profile} profile) in {settings.zoo_dir}")
+    for column in ("model", "task", "params", "size", "build", "metric", "floor", "registry"):
+        table.add_column(column)
+    for report in reports:
+        registration = register_starter_model(report, settings, registry, store)
+        metric, floor = RECIPES[report.name].floor
+        value = float(report.metrics[metric])
+        build = "cached" if report.cached else f"{report.build_seconds:.0f} s"
+        verdict = "ok" if value >= floor else ("below" if settings.zoo_profile == "full" else "n/a")
+        table.add_row(
+            report.name,
+            report.task,
+            f"{report.parameters / 1e6:.2f} M",
+            f"{report.size_bytes / 2**20:.1f} MiB",
+            build,
+            f"{metric} {value:.3f}",
+            f"{floor} {verdict}",
+            f"v{registration.version} {registration.outcome}",
+        )
+    console.print(table)
+
+
+@models_app.command("build")
+def models_build(
+    profile: Annotated[ZooProfile | None, typer.Option(help="full or tiny")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Build just these models.")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
+) -> None:
+    """Build (if missing or outdated) and register the five starter models."""
+    build_and_register(_settings(profile), only, force)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Models in the registry with their versions, aliases and metrics."""
+    from tuneserve.registry import Registry
+
+    registry = Registry.from_url(_settings(None).database_url)
+    table = Table(title="registry")
+    for column in ("model", "task", "versions", "aliases"):
+        table.add_column(column)
+    for model in registry.list_models():
+        versions = ", ".join(str(v.version) for v in registry.list_versions(model.name))
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(model.name).items()))
+        table.add_row(model.name, model.task, versions, aliases)
+    console.print(table)
+
+
+@app.command()
+def run(
+    profile: Annotated[ZooProfile | None, typer.Option(help="full or tiny")] = None,
+) -> None:
+    """Build missing starter models, then answer one sample request per model."""
+    from tuneserve.zoo.samples import sample_predictions
+
+    settings = _settings(profile)
+    build_and_register(settings, None, force=False)
+    for name, item, output in sample_predictions(settings):
+        console.print(f"[bold]{name}[/bold] {item}\n  → {output}")

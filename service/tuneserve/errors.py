@@ -1,0 +1,52 @@
+"""One typed error hierarchy; the HTTP layer shapes every one as ``{"error": {...}}``.
+
+Code raises these (never a bare ``ValueError`` meant as a 400). Each carries its HTTP status
+and an OpenAI-style ``type``; ``param`` names the offending field, row or line.
+"""
+
+from __future__ import annotations
+
+
+class TuneserveError(Exception):
+    """Base of every error that reaches a client."""
+
+    status_code: int = 500
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"type": self.type, "message": self.message, "param": self.param, "code": self.code}
+
+
+class InvalidRequest(TuneserveError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class NotFound(TuneserveError):
+    status_code = 404
+    type = "not_found_error"
+
+
+class Conflict(TuneserveError):
+    status_code = 409
+    type = "conflict_error"
+
+
+class PayloadTooLarge(TuneserveError):
+    status_code = 413
+    type = "payload_too_large"
+
+
+class Unavailable(TuneserveError):
+    status_code = 503
+    type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,22 @@
+"""Model registry (names, immutable versions, aliases with history) and the artifact store."""
+
+from tuneserve.registry.catalog import AliasMove, ModelInfo, Registry, VersionInfo
+from tuneserve.registry.store import ArtifactStore, weights_sha256
+
+__all__ = [
+    "AliasMove",
+    "ArtifactStore",
+    "ModelInfo",
+    "Registry",
+    "VersionInfo",
+    "connect",
+    "weights_sha256",
+]
+
+
+def connect(settings) -> tuple[Registry, ArtifactStore]:
+    """The registry and artifact store a deployment's settings point at."""
+    return (
+        Registry.from_url(settings.database_url),
+        ArtifactStore(settings.artifact_url, settings.artifact_cache_dir),
+    )

@@ -1,0 +1,181 @@
+"""Registry tables (one declarative ``Base`` for every table) and the engine that serves them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
+
+from tuneserve.errors import Conflict
+
+SQLITE_BUSY_TIMEOUT_S = 30
+# Serializes create_all across processes (replicas starting together on a fresh Postgres).
+_SCHEMA_LOCK_KEY = 0x7475_6E65  # "tune"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite stores no offset, and Postgres returns ``timestamptz`` in the session's time zone;
+    both come back here as UTC so callers compare and serialize one kind of value.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Metadata shared by the registry and every later table (files, jobs, job events)."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VersionRow(Base):
+    """One immutable model version; see ``_refuse_version_update``."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_name", "version", name="uq_model_versions_name_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(ForeignKey("models.name"))
+    version: Mapped[int]
+    task: Mapped[str] = mapped_column(String(64))
+    artifact_uri: Mapped[str] = mapped_column(Text)
+    base_version: Mapped[int | None]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Free-form provenance: job id, dataset sha256s, hyperparameters, ...
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+    # An alias can only name a version that exists, enforced by the database as well.
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["model_name", "version"], ["model_versions.model_name", "model_versions.version"]
+        ),
+    )
+
+    model_name: Mapped[str] = mapped_column(ForeignKey("models.name"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasHistoryRow(Base):
+    """Every alias move, so the version an alias pointed to before is always known."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_model_alias", "model_name", "alias", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(ForeignKey("models.name"))
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int]
+    moved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+@event.listens_for(VersionRow, "before_update")
+def _refuse_version_update(mapper: Mapper[Any], connection: Any, target: VersionRow) -> None:
+    raise Conflict(
+        f"version {target.version} of model '{target.model_name}' is immutable; "
+        "register a new version instead",
+        param="version",
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (SQLite file or ``postgresql+psycopg://``) with the schema created."""
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(conn)
+    return engine
+
+
+def _sqlite_engine(url: str) -> Engine:
+    """SQLite that is safe for concurrent writers in threads and processes.
+
+    pysqlite's own transaction handling starts a deferred transaction lazily, so two
+    read-then-write transactions can interleave and one fails with "database is locked"
+    instead of waiting. Following SQLAlchemy's documented recipe, we take over BEGIN and
+    make it ``BEGIN IMMEDIATE``: every transaction takes the write lock up front (waiting up
+    to the busy timeout), so compare-and-set transactions run one after another. Reads pay
+    that lock too, which is cheap for registry-sized transactions. WAL lets other processes
+    read while one writes.
+    """
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

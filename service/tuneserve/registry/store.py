@@ -1,0 +1,162 @@
+"""Artifact store: model directories under one fsspec URL, and local copies of remote ones."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+from tuneserve.errors import Conflict, InvalidRequest, NotFound
+
+# Object stores cannot rename a directory atomically, so a remote artifact counts as
+# complete only once this marker, written after every other file, exists.
+COMPLETE_MARKER = ".tuneserve-complete"
+_CHUNK = 1 << 20
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """sha256 over the bytes of every ``*.safetensors`` file in ``model_dir``, sorted by name.
+
+    For a single-file model this equals ``sha256sum model.safetensors``, so anyone can check it.
+    """
+    files = sorted(model_dir.glob("*.safetensors"), key=lambda path: path.name)
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors files in {model_dir}")
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ArtifactStore:
+    """Write-once model directories under ``url`` (a local folder, ``s3://…``, ``memory://…``).
+
+    Readers ask for ``local_path(uri)``: a local artifact is used in place, a remote one is
+    downloaded once into ``cache_dir`` and reused.
+    """
+
+    def __init__(self, url: str, cache_dir: Path):
+        self._fs, self._root = url_to_fs(url)
+        self.cache_dir = Path(cache_dir)
+
+    def put_dir(self, local_dir: Path, key: str) -> str:
+        """Upload the tree ``local_dir`` under ``key`` and return its artifact URI.
+
+        A key is written once: an existing key is a Conflict. Local stores get an absolute
+        path as URI, remote stores a full URL.
+        """
+        if not local_dir.is_dir():
+            raise NotFound(f"artifact source {local_dir} is not a directory", param="local_dir")
+        target = self._path_of(key)
+        if self._fs.exists(target):
+            raise Conflict(f"artifact key '{key}' already exists; choose a new key", param="key")
+        if isinstance(self._fs, LocalFileSystem):
+            _put_local(local_dir, Path(target))
+        else:
+            _put_remote(self._fs, local_dir, target)
+        return self.uri_for(key)
+
+    def uri_for(self, key: str) -> str:
+        """The artifact URI that ``put_dir(..., key)`` returns (or returned)."""
+        target = self._path_of(key)
+        return (
+            target if isinstance(self._fs, LocalFileSystem) else self._fs.unstrip_protocol(target)
+        )
+
+    def _path_of(self, key: str) -> str:
+        return f"{self._root.rstrip('/')}/{_checked_key(key)}"
+
+    def exists(self, uri: str) -> bool:
+        """Whether ``uri`` names a complete artifact."""
+        fs, path = url_to_fs(uri)
+        if isinstance(fs, LocalFileSystem):
+            return Path(path).is_dir()
+        return fs.exists(f"{path}/{COMPLETE_MARKER}")
+
+    def local_path(self, uri: str) -> Path:
+        """A local directory holding the artifact ``uri``, downloading it on first use."""
+        fs, path = url_to_fs(uri)
+        if isinstance(fs, LocalFileSystem):
+            if not Path(path).is_dir():
+                raise NotFound(f"artifact {uri} not found", param="artifact_uri")
+            return Path(path)
+        cached = self.cache_dir / hashlib.sha256(uri.encode()).hexdigest()
+        if cached.is_dir():
+            return cached
+        if not fs.exists(f"{path}/{COMPLETE_MARKER}"):
+            raise NotFound(f"artifact {uri} not found or incomplete", param="artifact_uri")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with _staging(cached) as staging:
+            _download(fs, path, staging)
+            _publish(staging, cached, exists_ok=True)
+        return cached
+
+
+def _checked_key(key: str) -> str:
+    """``key`` itself, once known to be a relative POSIX path that stays inside the store."""
+    if "\\" in key or {"", ".", ".."} & set(key.split("/")):
+        raise InvalidRequest(
+            f"invalid artifact key '{key}': use a relative path like 'models/name/3'", param="key"
+        )
+    return key
+
+
+@contextmanager
+def _staging(final: Path) -> Iterator[Path]:
+    """A hidden sibling directory of ``final``, removed on exit unless it was renamed away."""
+    path = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _publish(staging: Path, final: Path, *, exists_ok: bool) -> None:
+    """Rename ``staging`` to ``final`` atomically; a crash leaves only the hidden staging dir."""
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if not (final.is_dir() and any(final.iterdir())):
+            raise
+        if not exists_ok:  # another writer published the same key first
+            raise Conflict(
+                f"artifact {final} already exists; choose a new key", param="key"
+            ) from None
+
+
+def _put_local(local_dir: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _staging(target) as staging:
+        shutil.copytree(local_dir, staging)
+        _publish(staging, target, exists_ok=False)
+
+
+def _put_remote(fs: AbstractFileSystem, local_dir: Path, target: str) -> None:
+    for path in sorted(local_dir.rglob("*")):
+        if path.is_file():
+            remote = f"{target}/{path.relative_to(local_dir).as_posix()}"
+            fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(path), remote)
+    fs.pipe_file(f"{target}/{COMPLETE_MARKER}", b"")
+
+
+def _download(fs: AbstractFileSystem, path: str, dest: Path) -> None:
+    prefix = path.rstrip("/") + "/"
+    for remote in fs.find(path):
+        relative = remote[len(prefix) :]
+        if relative == COMPLETE_MARKER:
+            continue
+        local = dest / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(remote, str(local))
+    dest.mkdir(parents=True, exist_ok=True)  # an artifact may be an empty directory

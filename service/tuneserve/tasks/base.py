@@ -1,0 +1,183 @@
+"""The task-handler contract: one small class per task, no Ray, no HTTP, no SQL.
+
+Serving life cycle: ``load(path) → preprocess(items) → forward(batch) → postprocess(batch,
+outputs)``, always over a batch; only ``forward`` touches the model. Fine-tuning life cycle:
+``training_features(rows) → collate(features)`` feed the model's own loss, and
+``evaluate(rows)`` scores a model on held-out rows with the task's metrics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import torch
+from pydantic import BaseModel
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from tuneserve.errors import InvalidRequest
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
+RowT = TypeVar("RowT", bound=BaseModel)
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+
+@dataclass
+class Batch:
+    """Model inputs of one batch plus what postprocess needs to map outputs back to items."""
+
+    inputs: dict[str, torch.Tensor]
+    items: Sequence[Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Encoded:
+    """A tokenized batch cut to the model's length, with what postprocessing maps back."""
+
+    inputs: dict[str, torch.Tensor]
+    truncated: list[bool]
+    word_ids: list[list[int | None]]
+    offsets: list[list[list[int]]] | None = None
+
+
+class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
+    """Everything task-specific about serving and fine-tuning one kind of model."""
+
+    task: ClassVar[str]
+    Item: ClassVar[type[BaseModel]]
+    Row: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel]]
+    auto_model: ClassVar[Any]
+    primary_metric: ClassVar[str]
+    streams: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_length: int = 256,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = min(max_length, self.model_max_length(model, tokenizer))
+
+    # --- loading -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu", **options: Any) -> Self:
+        """Load a Hugging Face-format directory (or a hub id when online) for inference.
+
+        ``options`` are the handler's own knobs (``max_length``, QA's ``doc_stride``).
+        """
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = cls.auto_model.from_pretrained(str(path)).to(device)
+        model.eval()
+        return cls(model, tokenizer, **options)
+
+    def save(self, path: Path) -> None:
+        """Write model weights (safetensors), config and tokenizer to ``path``."""
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
+    @staticmethod
+    def model_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+        """The longest input the model can take: the smaller of tokenizer and positions."""
+        limits = [tokenizer.model_max_length]
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions:
+            limits.append(positions)
+        return int(min(limits))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # --- serving -----------------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, items: Sequence[ItemT]) -> Batch:
+        """Tokenize a batch of request items, padded to its longest member."""
+
+    @abstractmethod
+    def forward(self, batch: Batch) -> Any:
+        """Run the model on a preprocessed batch; the only place that calls the model."""
+
+    @abstractmethod
+    def postprocess(self, batch: Batch, outputs: Any) -> list[OutputT]:
+        """Turn model outputs into one typed output per request item, in order."""
+
+    def predict(self, items: Sequence[ItemT]) -> list[OutputT]:
+        """The whole serving life cycle on one batch (what a server replica calls)."""
+        if not items:
+            return []
+        batch = self.preprocess(items)
+        with torch.inference_mode():
+            outputs = self.forward(batch)
+        results = self.postprocess(batch, outputs)
+        if len(results) != len(items):
+            raise RuntimeError(f"{self.task}: {len(results)} outputs for {len(items)} inputs")
+        return results
+
+    def predict_in_chunks(self, items: Sequence[ItemT], batch_size: int) -> list[OutputT]:
+        """``predict`` over a long list, ``batch_size`` items at a time (used by evaluate)."""
+        results: list[OutputT] = []
+        for start in range(0, len(items), batch_size):
+            results.extend(self.predict(items[start : start + batch_size]))
+        return results
+
+    # --- fine-tuning -------------------------------------------------------------------
+    @abstractmethod
+    def training_features(self, rows: Sequence[RowT]) -> list[dict[str, Any]]:
+        """Model inputs with labels, one dict per training example (a row may give several)."""
+
+    @property
+    @abstractmethod
+    def collator(self) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
+        """Pads a list of training features into one batch of tensors."""
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.collator(features)
+
+    @abstractmethod
+    def evaluate(self, rows: Sequence[RowT], *, batch_size: int = 32) -> dict[str, Any]:
+        """The task's metrics of the current model on held-out rows."""
+
+    # --- helpers for subclasses --------------------------------------------------------
+    def _encode_truncated(self, texts: list[Any], **kwargs: Any) -> Encoded:
+        """Tokenize, pad to the longest and cut at ``max_length``, reporting who was cut.
+
+        One tokenizer pass: overflow windows tell which texts were longer than the model,
+        and only each text's first window is kept.
+        """
+        encoded = self.tokenizer(
+            texts,
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_overflowing_tokens=True,
+            return_tensors="pt",
+            **kwargs,
+        )
+        windows_of = encoded.pop("overflow_to_sample_mapping").tolist()
+        first = [windows_of.index(i) for i in range(len(texts))]
+        offsets = encoded.pop("offset_mapping", None)
+        return Encoded(
+            inputs={key: value[first].to(self.device) for key, value in encoded.items()},
+            truncated=[windows_of.count(i) > 1 for i in range(len(texts))],
+            word_ids=[encoded.word_ids(window) for window in first],
+            offsets=offsets[first].tolist() if offsets is not None else None,
+        )
+
+    def _labels(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    def _label_id(self, label: str, param: str) -> int:
+        label2id = self.model.config.label2id
+        if label not in label2id:
+            known = ", ".join(sorted(label2id))
+            raise InvalidRequest(f"unknown label {label!r}; this model knows: {known}", param=param)
+        return int(label2id[label])

@@ -1,0 +1,101 @@
+"""A plain single-process training loop over a task handler's features.
+
+It builds the starter models and is the baseline the Ray Train path is measured against:
+the same features, collate, optimizer and schedule, nothing distributed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from transformers import get_linear_schedule_with_warmup
+
+from tuneserve.tasks.base import TaskHandler
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 13
+
+
+@dataclass
+class FitReport:
+    steps: int
+    examples: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and norms, as BERT-style fine-tuning expects."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def batches(features: Sequence[dict[str, Any]], batch_size: int, generator: torch.Generator):
+    """Features in a fresh random order, ``batch_size`` at a time."""
+    order = torch.randperm(len(features), generator=generator).tolist()
+    for start in range(0, len(order), batch_size):
+        yield [features[i] for i in order[start : start + batch_size]]
+
+
+def fit(
+    handler: TaskHandler,
+    rows: Sequence[BaseModel],
+    config: TrainConfig,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> FitReport:
+    """Train ``handler.model`` in place on ``rows``; ``on_step(step, total, loss)`` reports."""
+    torch.manual_seed(config.seed)
+    features = handler.training_features(rows)
+    steps_per_epoch = -(-len(features) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    model = handler.model
+    optimizer = make_optimizer(model, config)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    generator = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    model.train()
+    for _ in range(config.epochs):
+        for chunk in batches(features, config.batch_size, generator):
+            loss = model(**handler.collate(chunk)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if on_step:
+                on_step(len(losses), total, losses[-1])
+    model.eval()
+    return FitReport(
+        steps=len(losses),
+        examples=len(features) * config.epochs,
+        seconds=time.perf_counter() - started,
+        first_loss=losses[0],
+        last_loss=losses[-1],
+    )

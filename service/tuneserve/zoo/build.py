@@ -1,0 +1,128 @@
+"""Build the starter models (``tuneserve models build``): generate, train, evaluate, save.
+
+Builds are cached: a model is rebuilt only when its recipe, profile or generator code
+changed (a fingerprint in ``build.json``) or when forced. Each build is written to a temp
+folder and renamed into place, so an interrupted build never looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from tuneserve.settings import Settings
+from tuneserve.training.fit import fit
+from tuneserve.zoo import recipes
+from tuneserve.zoo.recipes import RECIPES, Recipe
+
+BUILD_FILE = "build.json"
+StepCallback = Callable[[str, int, int, float], None]  # (model, step, total, loss)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    name: str
+    task: str
+    profile: str
+    fingerprint: str
+    metrics: dict[str, Any]
+    build_seconds: float
+    train_examples_per_s: float
+    parameters: int
+    size_bytes: int
+    cached: bool = False
+
+
+def fingerprint(recipe: Recipe, settings: Settings) -> str:
+    """Changes whenever the recipe, the profile's budget or the generator code changes."""
+    budget = recipe.budgets[settings.zoo_profile]
+    parts = [
+        recipe.name,
+        settings.zoo_profile,
+        str(settings.zoo_seed),
+        repr(budget),
+        str(settings.max_sequence_length),
+        settings.resolved_encoder_base().split("/")[-1],
+        inspect.getsource(recipe.data),
+        inspect.getsource(recipes),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def cached_report(model_dir: Path, expected: str) -> BuildReport | None:
+    """The report of a finished build with the expected fingerprint, if there is one."""
+    try:
+        report = json.loads((model_dir / BUILD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if report.get("fingerprint") != expected:
+        return None
+    return BuildReport(**{**report, "cached": True})
+
+
+def build_one(
+    recipe: Recipe, settings: Settings, on_step: StepCallback | None = None
+) -> BuildReport:
+    """Train one starter model into ``settings.zoo_dir / name`` and report its metrics."""
+    budget = recipe.budgets[settings.zoo_profile]
+    row_model = recipe.handler_class().Row
+    seed = settings.zoo_seed
+    train = [row_model(**r) for r in recipe.data.generate("train", budget.train_rows, seed)]
+    heldout = [row_model(**r) for r in recipe.data.generate("heldout", budget.eval_rows, seed)]
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    handler = recipe.create(settings, budget, train)
+    step = (lambda s, total, loss: on_step(recipe.name, s, total, loss)) if on_step else None
+    trained = fit(handler, train, budget.train, on_step=step)
+    metrics = handler.evaluate(heldout)
+    if recipe.extra_metrics:
+        metrics.update(recipe.extra_metrics(handler, train, heldout))
+    target = settings.zoo_dir / recipe.name
+    staging = target.with_name(f".{recipe.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    handler.save(staging)
+    report = BuildReport(
+        name=recipe.name,
+        task=recipe.task,
+        profile=settings.zoo_profile,
+        fingerprint=fingerprint(recipe, settings),
+        metrics=metrics,
+        build_seconds=round(time.perf_counter() - started, 1),
+        train_examples_per_s=round(trained.examples_per_s, 1),
+        parameters=sum(p.numel() for p in handler.model.parameters()),
+        size_bytes=sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()),
+    )
+    (staging / BUILD_FILE).write_text(json.dumps(asdict(report) | {"cached": False}, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return report
+
+
+def build_all(
+    settings: Settings,
+    names: list[str] | None = None,
+    force: bool = False,
+    on_step: StepCallback | None = None,
+) -> list[BuildReport]:
+    """Build every starter model (or ``names``) that is missing or out of date."""
+    torch.set_num_threads(max(torch.get_num_threads(), settings.torch_threads))
+    transformers.logging.set_verbosity_error()  # "newly initialized head" is expected here
+    settings.zoo_dir.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for name in names or list(RECIPES):
+        recipe = RECIPES[name]
+        cached = (
+            None if force else cached_report(settings.zoo_dir / name, fingerprint(recipe, settings))
+        )
+        reports.append(cached or build_one(recipe, settings, on_step))
+    return reports

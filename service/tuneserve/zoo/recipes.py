@@ -1,0 +1,223 @@
+"""How each starter model is made: its data, its untrained model, its training budget.
+
+Classification, NER and QA put task heads on the packaged MiniLM encoder. Translation and
+chat are small models built from a config, with tokenizers trained here on generated text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel
+from transformers import (
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+from tuneserve.settings import Settings, ZooProfile
+from tuneserve.tasks import handler_for
+from tuneserve.tasks.base import TaskHandler
+from tuneserve.tasks.chat import IGNORED
+from tuneserve.training.fit import TrainConfig
+from tuneserve.zoo.data import dialogues, entities, qa, sentiment, translation
+from tuneserve.zoo.tokenizers import train_chat_tokenizer, train_seq2seq_tokenizer
+
+NER_TAGS = ["O"] + [f"{p}-{k}" for k in ("PER", "LOC", "ORG", "MISC") for p in ("B", "I")]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one profile spends on a model: rows, training and (for scratch models) size."""
+
+    train_rows: int
+    eval_rows: int
+    train: TrainConfig
+    arch: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    task: str
+    description: str
+    data: ModuleType  # a generator module of tuneserve.zoo.data
+    create: Callable[[Settings, Budget, list[BaseModel]], TaskHandler]
+    budgets: dict[ZooProfile, Budget]
+    floor: tuple[str, float]  # (metric, minimum) the full profile must reach
+    extra_metrics: Callable[[TaskHandler, list, list], dict[str, float]] | None = None
+
+    def handler_class(self) -> type[TaskHandler]:
+        return handler_for(self.task)
+
+
+def _encoder_with_labels(task: str, labels: list[str]) -> Callable[..., TaskHandler]:
+    def create(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
+        handler_class = handler_for(task)
+        base = settings.resolved_encoder_base()
+        kwargs: dict[str, Any] = {}
+        if labels:
+            kwargs = {
+                "num_labels": len(labels),
+                "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)},
+            }
+        model = handler_class.auto_model.from_pretrained(base, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        return handler_class(model, tokenizer, max_length=settings.max_sequence_length)
+
+    return create
+
+
+def _create_translation(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
+    texts = [r.source for r in rows] + [r.target for r in rows]
+    tokenizer = train_seq2seq_tokenizer(texts, vocab_size=budget.arch["vocab"])
+    d_model = budget.arch["d_model"]
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=d_model // 4,
+        d_ff=d_model * 4,
+        num_layers=budget.arch["layers"],
+        num_decoder_layers=budget.arch["layers"],
+        num_heads=4,
+        dropout_rate=0.1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = T5ForConditionalGeneration(config)
+    return handler_for("translation")(model, tokenizer, max_length=settings.max_sequence_length)
+
+
+def _create_chat(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
+    texts = [f"{m.role}\n{m.content}" for row in rows for m in row.messages]
+    tokenizer = train_chat_tokenizer(texts, vocab_size=budget.arch["vocab"])
+    hidden = budget.arch["hidden"]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 3,
+        num_hidden_layers=budget.arch["layers"],
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return handler_for("chat")(model, tokenizer, max_length=settings.max_sequence_length)
+
+
+def _chat_unigram_baseline(handler: TaskHandler, train: list, heldout: list) -> dict[str, float]:
+    """Accuracy of always predicting the commonest assistant token, and the model's ratio."""
+    counts = Counter(
+        t for f in handler.training_features(train) for t in f["labels"] if t != IGNORED
+    )
+    best_token = counts.most_common(1)[0][0]
+    held = [t for f in handler.training_features(heldout) for t in f["labels"][1:] if t != IGNORED]
+    baseline = sum(t == best_token for t in held) / max(len(held), 1)
+    accuracy = handler.evaluate(heldout)["token_accuracy"]
+    return {"unigram_token_accuracy": baseline, "token_accuracy_vs_unigram": accuracy / baseline}
+
+
+def _budgets(full: Budget, tiny: Budget) -> dict[ZooProfile, Budget]:
+    return {"full": full, "tiny": tiny}
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            "sentiment",
+            "classification",
+            "Positive / negative sentiment of English text.",
+            sentiment,
+            _encoder_with_labels("classification", ["negative", "positive"]),
+            _budgets(
+                Budget(2000, 400, TrainConfig(epochs=2, batch_size=32, learning_rate=1e-4)),
+                Budget(480, 200, TrainConfig(epochs=1, batch_size=16, learning_rate=1e-4)),
+            ),
+            ("accuracy", 0.90),
+        ),
+        Recipe(
+            "entities",
+            "ner",
+            "People, locations, organisations and misc names (IOB2).",
+            entities,
+            _encoder_with_labels("ner", NER_TAGS),
+            _budgets(
+                Budget(3000, 400, TrainConfig(epochs=2, batch_size=32, learning_rate=1e-4)),
+                Budget(640, 64, TrainConfig(epochs=1, batch_size=16, learning_rate=2e-4)),
+            ),
+            ("f1", 0.80),
+        ),
+        Recipe(
+            "qa",
+            "qa",
+            "Extractive question answering over short English biographies.",
+            qa,
+            _encoder_with_labels("qa", []),
+            _budgets(
+                Budget(1500, 300, TrainConfig(epochs=2, batch_size=16, learning_rate=2e-4)),
+                Budget(320, 32, TrainConfig(epochs=1, batch_size=16, learning_rate=2e-4)),
+            ),
+            ("exact_match", 0.60),
+        ),
+        Recipe(
+            "translate-en-de",
+            "translation",
+            "English → German, a small T5 trained here.",
+            translation,
+            _create_translation,
+            _budgets(
+                Budget(
+                    20000,
+                    400,
+                    TrainConfig(epochs=2, batch_size=64, learning_rate=2e-3),
+                    {"vocab": 800, "d_model": 128, "layers": 2},
+                ),
+                Budget(
+                    512,
+                    64,
+                    TrainConfig(epochs=1, batch_size=32, learning_rate=2e-3),
+                    {"vocab": 400, "d_model": 32, "layers": 1},
+                ),
+            ),
+            ("bleu", 20.0),
+        ),
+        Recipe(
+            "chat",
+            "chat",
+            "A small Llama-style assistant trained here on generated dialogues.",
+            dialogues,
+            _create_chat,
+            _budgets(
+                Budget(
+                    3000,
+                    300,
+                    TrainConfig(epochs=3, batch_size=32, learning_rate=2e-3),
+                    {"vocab": 600, "hidden": 128, "layers": 2},
+                ),
+                Budget(
+                    256,
+                    64,
+                    TrainConfig(epochs=1, batch_size=32, learning_rate=2e-3),
+                    {"vocab": 400, "hidden": 32, "layers": 1},
+                ),
+            ),
+            ("token_accuracy_vs_unigram", 2.0),
+            _chat_unigram_baseline,
+        ),
+    )
+}

@@ -1,0 +1,39 @@
+"""One sample request per starter model, answered by its production version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydantic import BaseModel
+
+from tuneserve.registry import connect
+from tuneserve.settings import Settings
+from tuneserve.tasks import handler_for
+
+SAMPLES: dict[str, dict] = {
+    "sentiment": {"text": "The concert was absolutely wonderful.", "top_k": 2},
+    "entities": {"text": "Anna Schmidt met Kenji Tanaka at Siemens in Berlin."},
+    "qa": {
+        "question": "Where was Maria Rossi born?",
+        "context": "Maria Rossi was born in Vienna. Peter Chen works as a pilot.",
+    },
+    "translate-en-de": {"text": "The woman buys the book."},
+    "chat": {
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 24,
+        "temperature": 0,
+    },
+}
+
+
+def sample_predictions(settings: Settings) -> Iterator[tuple[str, BaseModel, BaseModel]]:
+    """(model name, request item, output) for every starter model's production version."""
+    registry, store = connect(settings)
+    for name, payload in SAMPLES.items():
+        version = registry.resolve(name, None)
+        handler_class = handler_for(version.task)
+        handler = handler_class.load(
+            store.local_path(version.artifact_uri), max_length=settings.max_sequence_length
+        )
+        item = handler_class.Item(**payload)
+        yield f"{name}@{version.version}", item, handler.predict([item])[0]

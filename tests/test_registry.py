@@ -1,0 +1,385 @@
+"""Registry and artifact store, against SQLite and (when reachable) a real PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+from sqlalchemy import Engine, create_engine, make_url, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+from tuneserve.errors import Conflict, InvalidRequest, NotFound
+from tuneserve.registry import ArtifactStore, Registry, weights_sha256
+from tuneserve.registry.db import VersionRow
+from tuneserve.registry.store import COMPLETE_MARKER
+
+POSTGRES_URL = os.environ.get(
+    "TUNESERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SHA = "ab" * 32
+THREADS = 8
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        pytest.skip(
+            f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable, so the Postgres half "
+            f"is skipped; start it or point TUNESERVE_TEST_POSTGRES_URL at one ({exc.orig})"
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a Postgres schema of its own dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
+        return
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    schema = f"test_registry_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def registry(db_url: str) -> Iterator[Registry]:
+    reg = Registry.from_url(db_url)
+    yield reg
+    reg.engine.dispose()
+
+
+@pytest.fixture
+def clf(registry: Registry) -> Registry:
+    """A registry holding model 'clf' with versions 1-3 and production at 1."""
+    registry.create_model("clf", "text-classification", "sentiment")
+    for accuracy in (0.8, 0.85, 0.9):
+        registry.register_version(
+            "clf", artifact_uri="/a", sha256=SHA, metrics={"accuracy": accuracy}
+        )
+    registry.move_alias("clf", "production", 1, expected_from=None, reason="initial")
+    return registry
+
+
+def run_together(count: int, call: Callable[[int], Any]) -> list[Any]:
+    """Run ``call(i)`` for i in range(count) in threads released at the same moment."""
+    barrier = threading.Barrier(count)
+
+    def attempt(i: int) -> Any:
+        barrier.wait()
+        try:
+            return call(i)
+        except Conflict as exc:
+            return exc
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(attempt, range(count)))
+
+
+# --- models and versions -------------------------------------------------------------------
+
+
+def test_versions_number_from_one_and_round_trip(registry: Registry) -> None:
+    registry.create_model("clf", "text-classification", "sentiment")
+    made = [
+        registry.register_version(
+            "clf",
+            artifact_uri=f"/artifacts/clf/{i}",
+            sha256=f"{i:064x}",
+            metrics={"accuracy": 0.5 + i / 10, "per_label": {"pos": 0.9}},
+            base_version=i - 1 if i > 1 else None,
+            lineage={"job": f"ftjob-{i}", "hyperparameters": {"lr": 1e-4}},
+        )
+        for i in (1, 2, 3)
+    ]
+    assert [v.version for v in made] == [1, 2, 3]
+    assert registry.list_versions("clf") == made
+    second = registry.get_version("clf", 2)
+    assert second == made[1]
+    assert second.task == "text-classification"
+    assert second.artifact_uri == "/artifacts/clf/2"
+    assert second.sha256 == f"{2:064x}"
+    assert second.metrics == {"accuracy": 0.7, "per_label": {"pos": 0.9}}
+    assert second.lineage == {"job": "ftjob-2", "hyperparameters": {"lr": 1e-4}}
+    assert second.base_version == 1
+    assert second.created_at.tzinfo is not None
+    assert second.created_at.utcoffset() == UTC.utcoffset(None)
+
+
+def test_register_version_checks_its_inputs(registry: Registry) -> None:
+    with pytest.raises(NotFound, match="model 'ghost' not found"):
+        registry.register_version("ghost", artifact_uri="/a", sha256=SHA, metrics={})
+    registry.create_model("clf", "text-classification")
+    with pytest.raises(NotFound, match="no version 4"):
+        registry.register_version("clf", artifact_uri="/a", sha256=SHA, metrics={}, base_version=4)
+    with pytest.raises(InvalidRequest, match="sha256"):
+        registry.register_version("clf", artifact_uri="/a", sha256="xyz", metrics={})
+    assert registry.list_versions("clf") == []
+
+
+def test_versions_are_immutable(clf: Registry) -> None:
+    with Session(clf.engine) as session:
+        row = session.scalars(select(VersionRow).where(VersionRow.version == 2)).one()
+        row.metrics = {"accuracy": 1.0}
+        with pytest.raises(Conflict, match="immutable"):
+            session.commit()
+    assert clf.get_version("clf", 2).metrics == {"accuracy": 0.85}
+
+
+def test_create_model_is_idempotent_per_task(registry: Registry) -> None:
+    first = registry.create_model("clf", "text-classification", "sentiment")
+    assert registry.create_model("clf", "text-classification") == first
+    with pytest.raises(Conflict, match="already exists with task 'text-classification'"):
+        registry.create_model("clf", "ner")
+    registry.create_model("ner-1", "ner")
+    assert [m.name for m in registry.list_models()] == ["clf", "ner-1"]
+    assert registry.get_model("clf").description == "sentiment"
+    with pytest.raises(NotFound):
+        registry.get_model("ghost")
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "a" * 65, "has space", "dot.name", "x\n", "é"])
+def test_create_model_rejects_bad_names(registry: Registry, name: str) -> None:
+    with pytest.raises(InvalidRequest, match="invalid model name"):
+        registry.create_model(name, "ner")
+
+
+def test_resolve(clf: Registry) -> None:
+    clf.move_alias("clf", "candidate", 3, expected_from=None)
+    assert clf.resolve("clf").version == 1
+    assert clf.resolve("clf", None).version == 1
+    assert clf.resolve("clf", 2).version == 2
+    assert clf.resolve("clf", "3").version == 3
+    assert clf.resolve("clf", "candidate").version == 3
+    with pytest.raises(NotFound, match="no version 9"):
+        clf.resolve("clf", 9)
+    with pytest.raises(NotFound, match="no version 9"):
+        clf.resolve("clf", "9")
+    with pytest.raises(NotFound, match="no version 99999999999"):
+        clf.resolve("clf", "99999999999")
+    with pytest.raises(NotFound, match="no alias 'staging'"):
+        clf.resolve("clf", "staging")
+    with pytest.raises(NotFound, match="model 'ghost' not found"):
+        clf.resolve("ghost", 1)
+    clf.create_model("fresh", "ner")
+    with pytest.raises(NotFound, match="no alias 'production'"):
+        clf.resolve("fresh")
+
+
+# --- aliases -------------------------------------------------------------------------------
+
+
+def test_move_alias_compare_and_set(clf: Registry) -> None:
+    move = clf.move_alias("clf", "production", 2, expected_from=1, reason="better")
+    assert (move.from_version, move.to_version, move.reason) == (1, 2, "better")
+    assert move.moved_at.tzinfo is not None
+    assert clf.aliases("clf") == {"production": 2}
+    with pytest.raises(Conflict, match="is version 2, not version 1"):
+        clf.move_alias("clf", "production", 3, expected_from=1)
+    with pytest.raises(Conflict, match="is version 2, not unset"):
+        clf.move_alias("clf", "production", 3, expected_from=None)
+    with pytest.raises(Conflict, match="is unset, not version 1"):
+        clf.move_alias("clf", "candidate", 3, expected_from=1)
+    with pytest.raises(NotFound, match="no version 7"):
+        clf.move_alias("clf", "production", 7, expected_from=2)
+    with pytest.raises(InvalidRequest, match="invalid alias name"):
+        clf.move_alias("clf", "3", 3, expected_from=None)
+    assert clf.aliases("clf") == {"production": 2}
+    assert len(clf.alias_history("clf", "production")) == 2
+
+
+def test_history_and_previous_version(clf: Registry) -> None:
+    clf.move_alias("clf", "production", 2, expected_from=1, reason="promote 2")
+    clf.move_alias("clf", "production", 3, expected_from=2, reason="promote 3")
+    clf.move_alias("clf", "production", 2, expected_from=3, reason="roll back")
+    history = clf.alias_history("clf", "production")
+    assert [(m.from_version, m.to_version, m.reason) for m in history] == [
+        (3, 2, "roll back"),
+        (2, 3, "promote 3"),
+        (1, 2, "promote 2"),
+        (None, 1, "initial"),
+    ]
+    assert clf.previous_version("clf") == 3
+    assert clf.previous_version("clf", "candidate") is None
+    assert clf.alias_history("clf", "candidate") == []
+
+
+# --- concurrency ---------------------------------------------------------------------------
+
+
+def test_concurrent_alias_moves_have_one_winner(clf: Registry) -> None:
+    for _ in range(THREADS):
+        clf.register_version("clf", artifact_uri="/a", sha256=SHA, metrics={})
+    targets = [2 + i for i in range(THREADS)]
+    results = run_together(
+        THREADS, lambda i: clf.move_alias("clf", "production", targets[i], expected_from=1)
+    )
+    winners = [r for r in results if not isinstance(r, Conflict)]
+    assert len(winners) == 1
+    assert all("re-read the aliases" in str(r) for r in results if isinstance(r, Conflict))
+    assert clf.aliases("clf")["production"] == winners[0].to_version
+    history = clf.alias_history("clf", "production")
+    assert len(history) == 2
+    assert history[0] == winners[0]
+
+
+def test_concurrent_first_sets_have_one_winner(clf: Registry) -> None:
+    results = run_together(
+        THREADS, lambda i: clf.move_alias("clf", "candidate", 1 + i % 3, expected_from=None)
+    )
+    winners = [r for r in results if not isinstance(r, Conflict)]
+    assert len(winners) == 1
+    assert clf.aliases("clf")["candidate"] == winners[0].to_version
+    assert len(clf.alias_history("clf", "candidate")) == 1
+
+
+def test_concurrent_registrations_get_consecutive_numbers(registry: Registry) -> None:
+    created = run_together(THREADS, lambda i: registry.create_model("clf", "text-classification"))
+    assert len(set(created)) == 1
+
+    def register_three(i: int) -> list[int]:
+        return [
+            registry.register_version("clf", artifact_uri=f"/a/{i}", sha256=SHA, metrics={}).version
+            for _ in range(3)
+        ]
+
+    numbers = sorted(n for batch in run_together(THREADS, register_three) for n in batch)
+    assert numbers == list(range(1, 3 * THREADS + 1))
+
+
+# --- restart -------------------------------------------------------------------------------
+
+
+def test_restart_keeps_everything(clf: Registry, db_url: str) -> None:
+    clf.move_alias("clf", "production", 3, expected_from=1, reason="promote")
+    before = (
+        clf.list_models(),
+        clf.list_versions("clf"),
+        clf.aliases("clf"),
+        clf.alias_history("clf", "production"),
+    )
+    clf.engine.dispose()
+    reopened = Registry.from_url(db_url)
+    try:
+        after = (
+            reopened.list_models(),
+            reopened.list_versions("clf"),
+            reopened.aliases("clf"),
+            reopened.alias_history("clf", "production"),
+        )
+        assert after == before
+        assert reopened.previous_version("clf") == 1
+    finally:
+        reopened.engine.dispose()
+
+
+# --- artifact store ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    src = tmp_path / "model"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "model.safetensors").write_bytes(b"weights" * 1000)
+    (src / "config.json").write_text('{"labels": 2}')
+    (src / "tokenizer" / "vocab.txt").write_text("a\nb\n")
+    return src
+
+
+@pytest.fixture
+def memory_url() -> Iterator[str]:
+    root = f"memory://artifacts-{uuid.uuid4().hex}"
+    yield root
+    fs = fsspec.filesystem("memory")
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_local_store_round_trip(tmp_path: Path, model_dir: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"), tmp_path / "cache")
+    uri = store.put_dir(model_dir, "clf/1")
+    assert Path(uri).is_absolute()
+    assert store.exists(uri)
+    assert store.local_path(uri) == Path(uri)
+    assert tree(Path(uri)) == tree(model_dir)
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "clf").iterdir()) == ["1"]
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(Conflict, match="already exists"):
+        store.put_dir(model_dir, "clf/1")
+    with pytest.raises(NotFound):
+        store.local_path(str(tmp_path / "artifacts" / "clf" / "2"))
+
+
+def test_remote_store_downloads_once_into_cache(
+    tmp_path: Path, model_dir: Path, memory_url: str
+) -> None:
+    store = ArtifactStore(memory_url, tmp_path / "cache")
+    uri = store.put_dir(model_dir, "clf/1")
+    assert uri.startswith("memory://")
+    assert store.exists(uri)
+    local = store.local_path(uri)
+    assert local.parent == tmp_path / "cache"
+    assert tree(local) == tree(model_dir)
+    assert COMPLETE_MARKER not in tree(local)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [local.name]
+    with pytest.raises(Conflict, match="already exists"):
+        store.put_dir(model_dir, "clf/1")
+    fsspec.filesystem("memory").rm(uri, recursive=True)
+    assert store.local_path(uri) == local  # served from the cache, not downloaded again
+
+
+def test_remote_artifact_without_marker_is_incomplete(tmp_path: Path, memory_url: str) -> None:
+    fsspec.filesystem("memory").pipe_file(f"{memory_url}/half/model.safetensors", b"w")
+    store = ArtifactStore(memory_url, tmp_path / "cache")
+    uri = f"{memory_url}/half"
+    assert not store.exists(uri)
+    with pytest.raises(NotFound, match="incomplete"):
+        store.local_path(uri)
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/", "a//b", "../up", "a/../b", "a/./b", "a\\b"])
+def test_store_rejects_bad_keys(tmp_path: Path, model_dir: Path, key: str) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"), tmp_path / "cache")
+    with pytest.raises(InvalidRequest, match="invalid artifact key"):
+        store.put_dir(model_dir, key)
+
+
+def test_weights_sha256(model_dir: Path) -> None:
+    first = weights_sha256(model_dir)
+    assert first == weights_sha256(model_dir)
+    assert first == hashlib.sha256(b"weights" * 1000).hexdigest()
+    (model_dir / "config.json").write_text("{}")  # not weights: the hash stays
+    assert weights_sha256(model_dir) == first
+    (model_dir / "model.safetensors").write_bytes(b"weights" * 999 + b"weighTs")
+    assert weights_sha256(model_dir) != first
+    (model_dir / "a.safetensors").write_bytes(b"head")
+    both = hashlib.sha256(b"head" + b"weights" * 999 + b"weighTs").hexdigest()
+    assert weights_sha256(model_dir) == both
+    with pytest.raises(FileNotFoundError):
+        weights_sha256(model_dir / "tokenizer")
