@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+from tuneserve.registry import connect
 from tuneserve.settings import Settings
 from tuneserve.tasks import handler_for
 from tuneserve.tasks.base import TaskHandler
 from tuneserve.zoo.build import BuildReport, build_all
+from tuneserve.zoo.register import register_starter_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # Built models survive between runs (a fingerprint says when to rebuild); state does not.
@@ -49,3 +56,73 @@ def handlers(load_handler) -> dict[str, TaskHandler]:
     """One shared, inference-only handler per starter model."""
     names = ("sentiment", "entities", "qa", "translate-en-de", "chat")
     return {name: load_handler(name) for name in names}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def service_settings(zoo_settings: Settings, starter_models, tmp_path_factory) -> Settings:
+    """A registry holding the tiny starter models (sentiment also as v2 = candidate)."""
+    data_dir = tmp_path_factory.mktemp("service")
+    settings = Settings(
+        data_dir=data_dir,
+        zoo_cache_dir=zoo_settings.zoo_cache_dir,
+        zoo_profile="tiny",
+        max_sequence_length=512,  # room for a long chat stream to be cut off
+        port=free_port(),
+        ray_num_cpus=4,
+        ray_metrics_export_port=free_port(),
+        # Ray's socket paths must stay short: a temp dir under the project's data dir
+        ray_temp_dir=Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
+        task_server={"num_cpus": 0.1, "max_ongoing_requests": 64},
+        alias_cache_ttl_s=0.2,
+    )
+    registry, store = connect(settings)
+    for report in starter_models.values():
+        register_starter_model(report, settings, registry, store)
+    first = registry.get_version("sentiment", 1)
+    registry.register_version(
+        "sentiment",
+        artifact_uri=first.artifact_uri,
+        sha256=first.sha256,
+        metrics=first.metrics,
+        base_version=1,
+        lineage={"source": "test copy of v1"},
+    )
+    registry.move_alias("sentiment", "candidate", 2, None)
+    registry.engine.dispose()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def service(service_settings: Settings):
+    """The whole application on one Ray cluster for the session; yields its base URL."""
+    from tuneserve.serving import local
+
+    url = local.start(service_settings)
+    try:
+        yield url
+    finally:
+        local.stop()
+        shutil.rmtree(service_settings.ray_temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def http(service: str):
+    with httpx.Client(base_url=service, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def ready_service(service: str, http: httpx.Client) -> str:
+    """The service once /readyz says every production model is loaded."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if http.get("/readyz").status_code == 200:
+            return service
+        time.sleep(0.2)
+    raise AssertionError(f"not ready in time: {http.get('/readyz').text}")

@@ -96,7 +96,7 @@ def test_cli_builds_registers_and_answers_samples(
         assert name in built.output
     listed = runner.invoke(app, ["models", "list"])
     assert listed.exit_code == 0 and "production→1" in listed.output
-    ran = runner.invoke(app, ["run", "--profile", "tiny"])
+    ran = runner.invoke(app, ["samples", "--profile", "tiny"])
     assert ran.exit_code == 0, ran.output
     assert "sentiment@1" in ran.output and "label='positive'" in ran.output
     assert "chat@1" in ran.output

@@ -96,10 +96,39 @@ def models_list() -> None:
 def run(
     profile: Annotated[ZooProfile | None, typer.Option(help="full or tiny")] = None,
 ) -> None:
-    """Build missing starter models, then answer one sample request per model."""
-    from tuneserve.zoo.samples import sample_predictions
-
+    """Build missing starter models, then serve them until Ctrl-C."""
     settings = _settings(profile)
     build_and_register(settings, None, force=False)
-    for name, item, output in sample_predictions(settings):
+    serve_forever(settings)
+
+
+@app.command()
+def samples(
+    profile: Annotated[ZooProfile | None, typer.Option(help="full or tiny")] = None,
+) -> None:
+    """Answer one sample request per starter model, in-process (no Ray)."""
+    from tuneserve.zoo.samples import sample_predictions
+
+    for name, item, output in sample_predictions(_settings(profile)):
         console.print(f"[bold]{name}[/bold] {item}\n  → {output}")
+
+
+def serve_forever(settings: Settings) -> None:
+    """Start Ray Serve with the application, print where it is, stop cleanly on Ctrl-C."""
+    import signal
+    import threading
+
+    from tuneserve.serving import local
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        url = local.start(settings)
+        console.print(f"tuneserve is up at [bold]{url}[/bold]")
+        console.print(f"  API docs:  {url}/docs      readiness: {url}/readyz")
+        console.print("  stop it with Ctrl-C")
+        stop.wait()
+    finally:
+        console.print("shutting down…")
+        local.stop()

@@ -33,6 +33,11 @@ class NotFound(TuneserveError):
     type = "not_found_error"
 
 
+class MethodNotAllowed(TuneserveError):
+    status_code = 405
+    type = "invalid_request_error"
+
+
 class Conflict(TuneserveError):
     status_code = 409
     type = "conflict_error"

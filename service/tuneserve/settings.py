@@ -9,16 +9,64 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ZooProfile = Literal["full", "tiny"]
+
+DEFAULT_MODELS = {
+    "classification": "sentiment",
+    "ner": "entities",
+    "qa": "qa",
+    "translation": "translate-en-de",
+    "chat": "chat",
+}
+
+
+class DeploymentOptions(BaseModel):
+    """Resources and limits of one Serve deployment (env: ``TUNESERVE_<NAME>__<FIELD>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(default=1, ge=1, description="Fixed replica count.")
+    autoscaling: bool = Field(default=False, description="Scale between min and max replicas.")
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=4, ge=1)
+    target_ongoing_requests: float = Field(default=8, gt=0)
+    num_cpus: float = Field(default=0.25, ge=0, description="Logical CPUs reserved per replica.")
+    num_gpus: float = Field(default=0, ge=0)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+    max_queued_requests: int = Field(
+        default=256,
+        ge=-1,
+        description="Requests waiting per caller beyond max_ongoing; "
+        "past it callers get 503. -1: unbounded.",
+    )
+
+    def serve_options(self) -> dict:
+        """The keyword arguments of ``Deployment.options`` these settings stand for."""
+        options: dict = {
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+        }
+        if self.autoscaling:
+            options["autoscaling_config"] = {
+                "min_replicas": self.min_replicas,
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+            }
+        else:
+            options["num_replicas"] = self.num_replicas
+        return options
 
 
 class Settings(BaseSettings):
     """Configuration of one tuneserve deployment (env prefix ``TUNESERVE_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TUNESERVE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TUNESERVE_", env_nested_delimiter="__", extra="forbid"
+    )
 
     # --- where things live -------------------------------------------------------------
     data_dir: Path = Field(
@@ -82,6 +130,43 @@ class Settings(BaseSettings):
         default=64, gt=0, description="Token overlap between QA context windows."
     )
 
+    # --- serving -----------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address the HTTP proxy binds.")
+    port: int = Field(default=8000, gt=0, description="Port of the HTTP proxy.")
+    app_name: str = Field(default="tuneserve", description="Serve application name.")
+    default_models: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_MODELS),
+        description="Model each task serves when a request names none.",
+    )
+    served_tasks: list[str] | None = Field(
+        default=None, description="Tasks to serve (one TaskServer each); default: all."
+    )
+    max_batch_size: int = Field(default=32, ge=1, description="Items per model batch.")
+    batch_wait_timeout_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra wait to fill a batch when several requests are "
+        "already queued; a lone request never waits.",
+    )
+    resident_versions: int = Field(
+        default=4, ge=1, description="Model versions kept loaded per replica (LRU)."
+    )
+    alias_cache_ttl_s: float = Field(
+        default=1.0, ge=0, description="How stale the gateway's view of aliases may be."
+    )
+    default_chat_max_tokens: int = Field(default=128, ge=1)
+    task_server: DeploymentOptions = Field(
+        default_factory=DeploymentOptions, description="Every TaskServer deployment."
+    )
+    task_overrides: dict[str, dict] = Field(
+        default_factory=dict,
+        description='Per-task changes to task_server, e.g. {"chat": {"num_gpus": 1}}.',
+    )
+    gateway: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(num_cpus=0.1, max_ongoing_requests=256),
+        description="The HTTP gateway deployment.",
+    )
+
     # --- compute -----------------------------------------------------------------------
     torch_threads: int = Field(
         default=1, gt=0, description="torch intra-op threads per process (replica, worker)."
@@ -113,6 +198,11 @@ class Settings(BaseSettings):
         if self.ray_temp_dir is None:
             self.ray_temp_dir = self.data_dir / "ray"
         return self
+
+    def task_server_options(self, task: str) -> DeploymentOptions:
+        """The TaskServer options of one task: the shared ones plus its overrides."""
+        overrides = self.task_overrides.get(task, {})
+        return DeploymentOptions.model_validate(self.task_server.model_dump() | overrides)
 
     @property
     def zoo_dir(self) -> Path:

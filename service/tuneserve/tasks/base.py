@@ -54,6 +54,8 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
     auto_model: ClassVar[Any]
     primary_metric: ClassVar[str]
     streams: ClassVar[bool] = False
+    example: ClassVar[dict]  # one request item, used to warm a freshly loaded model
+    options: ClassVar[tuple[str, ...]] = ("max_length",)  # constructor knobs from settings
 
     def __init__(
         self,

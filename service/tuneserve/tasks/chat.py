@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, Field, model_validator
@@ -34,6 +34,7 @@ class ChatItem(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list, max_length=4)
     seed: int | None = None
+    ignore_eos: bool = Field(default=False, description="Generate past the end-of-turn token.")
 
 
 class ChatRow(BaseModel):
@@ -68,32 +69,62 @@ class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):
     Output = ChatOutput
     auto_model = AutoModelForCausalLM
     primary_metric = "token_accuracy"
+    example: ClassVar[dict] = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     streams = True
 
     def _end_token_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         return {i for i in ids if i is not None and i != self.tokenizer.unk_token_id}
 
+    def prompt_ids(self, item: ChatItem, param: str = "messages") -> list[int]:
+        """Token ids of the templated conversation, ending where the assistant answers."""
+        messages = [m.model_dump() for m in item.messages]
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_dict=True
+        )["input_ids"]
+        if len(ids) >= self.max_length:
+            raise InvalidRequest(
+                f"the conversation is {len(ids)} tokens; this model reads at most "
+                f"{self.max_length - 1} before it must answer: shorten the messages",
+                param=param,
+            )
+        return list(ids)
+
+    def start(self, item: ChatItem) -> SequenceState:
+        """Decoding state of one request: its sampling parameters and stop rules."""
+        params = SamplingParams(**item.model_dump(exclude={"messages"}))
+        return SequenceState(params, self.tokenizer, self._end_token_ids())
+
+    def left_padded(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Prompts padded on the left, so every row's next token is in the last column."""
+        padded = self.tokenizer.pad(
+            [{"input_ids": p} for p in prompts], padding_side="left", return_tensors="pt"
+        )
+        return {key: value.to(self.device) for key, value in padded.items()}
+
+    def step_logits(self, input_ids, attention_mask, position_ids, cache):
+        """One forward pass with a KV cache: next-token logits of each row, updated cache."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1], out.cache
+
     def preprocess(self, items: Sequence[ChatItem]) -> Batch:
-        prompts = []
-        for index, item in enumerate(items):
-            messages = [m.model_dump() for m in item.messages]
-            ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_dict=True
-            )["input_ids"]
-            if len(ids) >= self.max_length:
-                raise InvalidRequest(
-                    f"the conversation is {len(ids)} tokens; this model reads at most "
-                    f"{self.max_length - 1} before it must answer: shorten the messages",
-                    param=f"inputs[{index}].messages" if len(items) > 1 else "messages",
-                )
-            prompts.append({"input_ids": ids})
-        padded = self.tokenizer.pad(prompts, padding_side="left", return_tensors="pt")
-        params = [SamplingParams(**item.model_dump(exclude={"messages"})) for item in items]
-        states = [SequenceState(p, self.tokenizer, self._end_token_ids()) for p in params]
-        meta = {"states": states, "prompt_tokens": [len(p["input_ids"]) for p in prompts]}
-        inputs = {key: value.to(self.device) for key, value in padded.items()}
-        return Batch(inputs=inputs, items=items, meta=meta)
+        many = len(items) > 1
+        prompts = [
+            self.prompt_ids(item, f"inputs[{i}].messages" if many else "messages")
+            for i, item in enumerate(items)
+        ]
+        meta = {
+            "states": [self.start(item) for item in items],
+            "prompt_tokens": [len(p) for p in prompts],
+        }
+        return Batch(inputs=self.left_padded(prompts), items=items, meta=meta)
 
     def decode(self, batch: Batch) -> Iterator[list[ChatDelta]]:
         """Generate with a KV cache, yielding each step's deltas of the still-running rows."""
@@ -103,15 +134,7 @@ class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):
         step_ids, cache = batch.inputs["input_ids"], None
         pad_id = self.tokenizer.pad_token_id or 0
         while not all(state.finished for state in states):
-            out = self.model(
-                input_ids=step_ids,
-                attention_mask=attention,
-                position_ids=positions,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            cache, logits = out.cache, out.logits[:, -1]
+            logits, cache = self.step_logits(step_ids, attention, positions, cache)
             context_full = attention.shape[1] + 1 >= self.max_length
             next_ids, deltas = [], []
             for row, state in enumerate(states):

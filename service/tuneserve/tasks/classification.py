@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, Field
@@ -44,6 +44,7 @@ class ClassificationHandler(
     Output = ClassificationOutput
     auto_model = AutoModelForSequenceClassification
     primary_metric = "accuracy"
+    example: ClassVar[dict] = {"text": "A warm-up sentence."}
 
     def preprocess(self, items: Sequence[ClassificationItem]) -> Batch:
         encoded = self._encode_truncated([item.text for item in items])

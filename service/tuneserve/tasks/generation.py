@@ -20,6 +20,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
@@ -40,7 +41,7 @@ class SequenceState:
     def __init__(self, params: SamplingParams, tokenizer, end_token_ids: set[int]):
         self.params = params
         self.tokenizer = tokenizer
-        self.end_token_ids = end_token_ids
+        self.end_token_ids = set() if params.ignore_eos else end_token_ids
         self.token_ids: list[int] = []
         self.generated = 0  # tokens sampled, the end-of-turn token included
         self.text = ""

@@ -8,7 +8,7 @@ offsets into the text they came from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, Field, model_validator
@@ -75,6 +75,7 @@ class NerHandler(TaskHandler[NerItem, NerRow, NerOutput]):
     Output = NerOutput
     auto_model = AutoModelForTokenClassification
     primary_metric = "f1"
+    example: ClassVar[dict] = {"text": "Anna flew to Paris."}
 
     def preprocess(self, items: Sequence[NerItem]) -> Batch:
         encoded = self._encode_truncated([i.text for i in items], return_offsets_mapping=True)

@@ -8,7 +8,7 @@ point into the original context.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from pydantic import BaseModel, Field, model_validator
@@ -61,6 +61,8 @@ class QaHandler(TaskHandler[QaItem, QaRow, QaOutput]):
     Output = QaOutput
     auto_model = AutoModelForQuestionAnswering
     primary_metric = "exact_match"
+    example: ClassVar[dict] = {"question": "Who?", "context": "Anna did."}
+    options: ClassVar[tuple[str, ...]] = ("max_length", "doc_stride")
 
     def __init__(self, model, tokenizer, *, max_length: int = 256, doc_stride: int = 64):
         super().__init__(model, tokenizer, max_length=max_length)

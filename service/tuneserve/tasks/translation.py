@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import sacrebleu
 import torch
@@ -35,6 +35,7 @@ class TranslationHandler(TaskHandler[TranslationItem, TranslationRow, Translatio
     Output = TranslationOutput
     auto_model = AutoModelForSeq2SeqLM
     primary_metric = "bleu"
+    example: ClassVar[dict] = {"text": "A warm-up sentence.", "max_new_tokens": 4}
 
     def preprocess(self, items: Sequence[TranslationItem]) -> Batch:
         encoded = self._encode_truncated([item.text for item in items])

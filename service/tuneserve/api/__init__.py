@@ -1,0 +1,1 @@
+"""The public HTTP contract as pydantic models, kept apart from serving logic."""

@@ -1,0 +1,1 @@
+"""Serving on Ray Serve: the gateway, one TaskServer per task, and the app builder."""

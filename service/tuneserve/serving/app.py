@@ -1,0 +1,35 @@
+"""Build the Serve application from a Settings object.
+
+One code path for every entry point: the CLI calls ``build_app(settings)``; ``serve run``
+and Serve config YAML (and so a KubeRay RayService) call ``app_builder(args)``, whose args
+are Settings fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from tuneserve.serving.gateway import Gateway, create_api
+from tuneserve.serving.task_server import TaskServer
+from tuneserve.settings import Settings
+from tuneserve.tasks import HANDLERS
+
+
+def build_app(settings: Settings) -> Application:
+    """The gateway bound to one TaskServer deployment per served task."""
+    servers = {
+        task: serve.deployment(TaskServer, name=f"TaskServer-{task}")
+        .options(**settings.task_server_options(task).serve_options())
+        .bind(task, settings)
+        for task in settings.served_tasks or list(HANDLERS)
+    }
+    gateway = serve.deployment(serve.ingress(create_api())(Gateway), name="Gateway")
+    return gateway.options(**settings.gateway.serve_options()).bind(servers, settings)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Entry point of ``serve run tuneserve.serving.app:app_builder`` and config YAML."""
+    return build_app(Settings(**args))

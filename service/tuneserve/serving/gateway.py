@@ -1,0 +1,103 @@
+"""The gateway: Serve ingress that owns HTTP and calls one TaskServer per task.
+
+Routes are plain FastAPI functions in ``serving/routes/``; they reach the running gateway
+through the ``current_gateway`` dependency, so they stay testable and free of Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+
+from tuneserve import __version__
+from tuneserve.errors import PayloadTooLarge
+from tuneserve.registry import Registry, connect
+from tuneserve.serving.errors import install_error_handlers, serve_errors_as_ours
+from tuneserve.serving.resolver import ModelResolver, Target
+from tuneserve.settings import Settings
+
+
+class Gateway:
+    def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings):
+        self.settings = settings
+        self.servers = servers
+        self._connect_lock = threading.Lock()
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        """Connected on first use, so the gateway starts even while the database is busy."""
+        with self._connect_lock:
+            return connect(self.settings)[0]
+
+    @functools.cached_property
+    def resolver(self) -> ModelResolver:
+        return ModelResolver(
+            self.registry, self.settings.default_models, self.settings.alias_cache_ttl_s
+        )
+
+    async def resolve(self, model: str | None, task: str) -> Target:
+        return await asyncio.to_thread(lambda: self.resolver.resolve(model, task))
+
+    async def predict(self, target: Target, items: list[dict[str, Any]]) -> list[dict]:
+        with serve_errors_as_ours():
+            return await self.servers[target.task].predict.remote(
+                target.name, target.version, items
+            )
+
+    def chat_stream(self, target: Target, item: dict[str, Any]) -> DeploymentResponseGenerator:
+        server = self.servers[target.task].options(stream=True)
+        return server.chat.remote(target.name, target.version, item)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Per task: is every replica's production version loaded and warm?"""
+        results = await asyncio.gather(
+            *(handle.broadcast("ready").results_async() for handle in self.servers.values()),
+            return_exceptions=True,
+        )
+        return {
+            task: isinstance(result, list) and bool(result) and all(result)
+            for task, result in zip(self.servers, results, strict=True)
+        }
+
+    def check_texts(self, texts: list[str], param: str = "inputs") -> None:
+        """Enforce the request limits: items per request and characters per item."""
+        if len(texts) > self.settings.max_batch_items:
+            raise PayloadTooLarge(
+                f"{len(texts)} inputs in one request; at most {self.settings.max_batch_items}",
+                param=param,
+            )
+        for index, text in enumerate(texts):
+            if len(text) > self.settings.max_input_chars:
+                raise PayloadTooLarge(
+                    f"input is {len(text)} characters; at most {self.settings.max_input_chars}",
+                    param=f"{param}[{index}]",
+                )
+
+
+def current_gateway() -> Gateway:
+    """The gateway instance of this replica (FastAPI dependency)."""
+    return serve.get_replica_context().servable_object
+
+
+GatewayDep = Annotated[Gateway, Depends(current_gateway)]
+
+
+def create_api() -> FastAPI:
+    """The FastAPI app with every router and the error handlers installed."""
+    from tuneserve.serving.routes import chat, models, tasks
+
+    api = FastAPI(
+        title="tuneserve",
+        version=__version__,
+        description="Five NLP tasks served on Ray Serve, fine-tuned online.",
+    )
+    install_error_handlers(api)
+    for router in (models.router, tasks.router, chat.router):
+        api.include_router(router)
+    return api

@@ -1,0 +1,35 @@
+"""Start and stop the service on a Ray cluster (a local one unless ``ray_address`` is set)."""
+
+from __future__ import annotations
+
+import ray
+from ray import serve
+
+from tuneserve.serving.app import build_app
+from tuneserve.settings import Settings
+
+
+def start(settings: Settings) -> str:
+    """Connect to (or start) Ray, deploy the application, and return its base URL."""
+    if not ray.is_initialized():
+        if settings.ray_address:
+            ray.init(address=settings.ray_address)
+        else:
+            settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
+            ray.init(
+                num_cpus=settings.ray_num_cpus,
+                _temp_dir=str(settings.ray_temp_dir),
+                include_dashboard=False,
+                _metrics_export_port=settings.ray_metrics_export_port,
+                log_to_driver=False,
+            )
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
+    return f"http://{settings.host}:{settings.port}"
+
+
+def stop() -> None:
+    """Remove the Serve application and disconnect from (or stop) the local Ray cluster."""
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,1 @@
+"""HTTP routes, one router per resource; each route is thin: validate, resolve, call."""

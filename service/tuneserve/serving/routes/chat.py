@@ -1,0 +1,122 @@
+"""``/v1/chat/completions``: OpenAI-compatible, streamed as server-sent events or whole."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from ray.serve.handle import DeploymentResponseGenerator
+
+from tuneserve.api.openai import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Usage,
+    completion_id,
+    now,
+)
+from tuneserve.api.tasks import ErrorBody
+from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
+from tuneserve.serving.gateway import GatewayDep
+from tuneserve.serving.resolver import Target
+
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503)}
+router = APIRouter(prefix="/v1", tags=["chat"], responses=ERRORS)
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep):
+    """Generate the assistant's next message; ``stream: true`` sends it token by token."""
+    gateway.check_texts([m.content for m in body.messages], "messages")
+    target = await gateway.resolve(body.model, "chat")
+    settings = gateway.settings
+    item = body.to_item(settings.default_chat_max_tokens, settings.max_new_tokens)
+    events = gateway.chat_stream(target, item.model_dump())
+    try:
+        with serve_errors_as_ours():
+            first = await anext(events)  # a bad prompt fails here, before any header is sent
+    except BaseException:
+        events.cancel()
+        raise
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _sse(target, first, events, include_usage), media_type="text/event-stream"
+        )
+    return await _whole(target, first, events)
+
+
+async def _whole(target: Target, first: dict, events: DeploymentResponseGenerator) -> dict:
+    content, last = [first["text"]], first
+    async for event in events:
+        content.append(event["text"])
+        last = event
+    usage = last["usage"]
+    return ChatCompletion(
+        id=completion_id(),
+        created=now(),
+        model=target.name,
+        version=target.version,
+        choices=[
+            Choice(
+                message=AssistantMessage(content="".join(content)),
+                finish_reason=last["finish_reason"],
+            )
+        ],
+        usage=Usage(**usage, total_tokens=usage["prompt_tokens"] + usage["completion_tokens"]),
+    ).model_dump()
+
+
+def _data(payload: dict | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+async def _sse(
+    target: Target, first: dict, events: DeploymentResponseGenerator, include_usage: bool
+) -> AsyncIterator[str]:
+    """Chunks as OpenAI sends them: role first, then content, finish reason, [DONE].
+
+    A client that disconnects closes this generator; cancelling the replica's stream makes
+    the engine drop the sequence at its next decoding step.
+    """
+    chunk = {
+        "id": completion_id(),
+        "created": now(),
+        "model": target.name,
+        "version": target.version,
+    }
+    yield _data(
+        ChatCompletionChunk(
+            **chunk, choices=[ChunkChoice(delta=Delta(role="assistant", content=""))]
+        ).model_dump(exclude_none=True)
+    )
+    try:
+        event = first
+        while True:
+            choice = ChunkChoice(
+                delta=Delta(content=event["text"]), finish_reason=event["finish_reason"]
+            )
+            yield _data(
+                ChatCompletionChunk(**chunk, choices=[choice]).model_dump(exclude_none=True)
+            )
+            if event["finish_reason"] is not None:
+                break
+            event = await anext(events)
+        if include_usage:
+            usage = event["usage"]
+            total = usage["prompt_tokens"] + usage["completion_tokens"]
+            final = ChatCompletionChunk(
+                **chunk, choices=[], usage=Usage(**usage, total_tokens=total)
+            )
+            yield _data(final.model_dump(exclude_none=True))
+    except Exception as error:  # a failed stream ends with an error event, not a cut line
+        yield _data({"error": as_tuneserve_error(error).to_dict()})
+    finally:
+        events.cancel()
+    yield _data("[DONE]")

@@ -1,0 +1,132 @@
+"""TaskServer: one Ray Serve deployment per task, wrapping that task's handler.
+
+A replica keeps several model versions resident (LRU, production pinned), loads them off
+the event loop, warms each on load, and batches requests per version — so requests for two
+versions never share a batch. Chat streams go through a continuous-batching engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from ray import serve
+
+from tuneserve.errors import NotFound
+from tuneserve.registry import connect
+from tuneserve.serving.batcher import Batcher
+from tuneserve.serving.chat_engine import ChatEngine
+from tuneserve.serving.resident import Key, Resident, ResidentModels
+from tuneserve.settings import Settings
+from tuneserve.tasks import handler_for
+
+logger = logging.getLogger("tuneserve.task_server")
+
+
+class TaskServer:
+    """Serves every model of one task; the gateway calls it through a deployment handle."""
+
+    def __init__(self, task: str, settings: Settings):
+        torch.set_num_threads(settings.torch_threads)
+        self.task = task
+        self.settings = settings
+        self.handler_class = handler_for(task)
+        # one model thread per replica: batches run one after another, never oversubscribed
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{task}-model")
+        self.models = ResidentModels(settings.resident_versions, self._load)
+        # nothing here waits on the database or a model: the replica starts at once and
+        # reports ready (``ready``) only when its production versions are loaded and warm
+        loop = asyncio.get_running_loop()
+        self._connected = loop.create_task(asyncio.to_thread(connect, settings))
+        self._startup = loop.create_task(self._load_production())
+
+    async def _in_model_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
+
+    # --- loading -----------------------------------------------------------------------
+    async def _load_production(self) -> None:
+        """Load and pin the production version of every model of this task."""
+        registry, _ = await self._connected
+        models = await asyncio.to_thread(registry.list_models)
+        for model in (m for m in models if m.task == self.task):
+            try:
+                version = await asyncio.to_thread(registry.resolve, model.name, None)
+            except NotFound:
+                continue  # a model with no production version yet
+            key = (model.name, version.version)
+            self.models.pinned.add(key)
+            await self.models.get(key)
+
+    async def _load(self, key: Key) -> Resident:
+        name, number = key
+        registry, store = await self._connected
+        version = await asyncio.to_thread(registry.get_version, name, number)
+        path = await asyncio.to_thread(store.local_path, version.artifact_uri)
+        options = {
+            "max_length": self.settings.max_sequence_length,
+            "doc_stride": self.settings.qa_doc_stride,
+        }
+        options = {k: v for k, v in options.items() if k in self.handler_class.options}
+        handler = await self._in_model_thread(lambda: self.handler_class.load(path, **options))
+        example = self.handler_class.Item(**self.handler_class.example)
+        await self._in_model_thread(handler.predict, [example])  # warm-up
+        if self.handler_class.streams:
+            runtime: Any = ChatEngine(handler, self._in_model_thread, self.settings.max_batch_size)
+        else:
+            runtime = Batcher(
+                lambda items, h=handler: self._in_model_thread(h.predict, items),
+                self.settings.max_batch_size,
+                self.settings.batch_wait_timeout_s,
+            )
+        logger.info("loaded %s@%s", name, number)
+        return Resident(key=key, handler=handler, load_seconds=0.0, runtime=runtime)
+
+    # --- requests ----------------------------------------------------------------------
+    async def predict(self, name: str, version: int, items: list[dict]) -> list[dict]:
+        """Outputs for ``items`` from model ``name@version``, batched with concurrent calls."""
+        resident = await self.models.get((name, version))
+        parsed = [self.handler_class.Item.model_validate(item) for item in items]
+        outputs = await resident.runtime.submit(parsed)
+        return [output.model_dump() for output in outputs]
+
+    async def chat(self, name: str, version: int, item: dict) -> AsyncIterator[dict]:
+        """Stream one chat completion: a dict per step, usage counts on the last one."""
+        resident = await self.models.get((name, version))
+        parsed = self.handler_class.Item.model_validate(item)
+        engine: ChatEngine = resident.runtime
+        completion_tokens = 0
+        async for delta in engine.generate(parsed):
+            completion_tokens += 1
+            event = {"text": delta.text, "finish_reason": delta.finish_reason}
+            if delta.finish_reason is not None:
+                event["usage"] = {
+                    "prompt_tokens": len(resident.handler.prompt_ids(parsed)),
+                    "completion_tokens": completion_tokens,
+                }
+            yield event
+
+    # --- control plane -----------------------------------------------------------------
+    async def ready(self) -> bool:
+        """True once every production version known at start-up is loaded and warm."""
+        return self._startup.done() and self._startup.exception() is None
+
+    async def info(self) -> dict:
+        """Replica id, resident versions and recent batch shapes (tests, debugging)."""
+        context = serve.get_replica_context()
+        batches, chat = {}, {}
+        for resident in self.models.loaded():
+            label, runtime = "{}@{}".format(*resident.key), resident.runtime
+            if isinstance(runtime, Batcher):
+                batches[label] = [[record.items, record.requests] for record in runtime.history]
+            else:
+                chat[label] = vars(runtime.stats)
+        return {
+            "replica_id": context.replica_id.unique_id,
+            "resident": ["{}@{}".format(*resident.key) for resident in self.models.loaded()],
+            "batches": batches,
+            "chat": chat,
+        }

@@ -1,0 +1,74 @@
+"""Readiness and overload, on a second Serve app with tight limits and its own registry."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from ray import serve
+from tuneserve.registry import connect
+from tuneserve.serving.app import build_app
+from tuneserve.zoo.register import register_starter_model
+
+
+@pytest.fixture(scope="module")
+def limited(service, service_settings, starter_models, tmp_path_factory):
+    """App 'limited' at /limited: classification only, max_ongoing 1, max_queued 1.
+
+    Its registry database is write-locked while the app starts, so its task server cannot
+    load a model yet: readiness must be observably false, deterministically.
+    """
+    database = tmp_path_factory.mktemp("limited") / "registry.db"
+    settings = service_settings.model_copy(
+        update={
+            "database_url": f"sqlite:///{database}",
+            "app_name": "limited",
+            "served_tasks": ["classification"],
+            "task_overrides": {
+                "classification": {"max_ongoing_requests": 1, "max_queued_requests": 1}
+            },
+        }
+    )
+    registry, store = connect(settings)
+    register_starter_model(starter_models["sentiment"], settings, registry, store)
+    registry.engine.dispose()
+    lock = sqlite3.connect(database, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    serve.run(build_app(settings), name="limited", route_prefix="/limited", blocking=False)
+    yield {"url": f"{service}/limited", "lock": lock}
+    serve.delete("limited")
+
+
+def test_readyz_is_false_until_production_models_are_loaded(limited):
+    with httpx.Client(base_url=limited["url"], timeout=30) as client:
+        loading = client.get("/readyz")
+        assert loading.status_code == 503
+        assert loading.json() == {"ready": False, "tasks": {"classification": False}}
+        limited["lock"].rollback()  # the database frees up; the model can load now
+        limited["lock"].close()
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.1)
+        assert client.get("/readyz").json()["ready"] is True
+
+
+def test_overload_is_a_503_with_retry_after_never_a_500(limited):
+    def call(_: int) -> httpx.Response:
+        with httpx.Client(base_url=limited["url"], timeout=60) as client:
+            return client.post("/v1/classify", json={"inputs": ["A long enough review."] * 16})
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(call, range(20)))
+    statuses = [r.status_code for r in responses]
+    assert 500 not in statuses
+    assert set(statuses) <= {200, 503}
+    rejected = [r for r in responses if r.status_code == 503]
+    assert rejected, f"no request was turned away: {statuses}"
+    for response in rejected:
+        assert response.headers.get("Retry-After") == "1", (response.headers, response.text)
+        assert response.json()["error"]["type"] == "service_unavailable"
+    assert statuses.count(200) >= 1
