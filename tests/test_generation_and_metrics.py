@@ -66,3 +66,12 @@ def test_squad_scores_normalize_like_the_official_script():
     scores = squad_scores(["The Berlin.", "red car", "nothing"], [["berlin"], ["a red bus"], ["x"]])
     assert scores["exact_match"] == pytest.approx(1 / 3)
     assert scores["f1"] == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_incremental_text_equals_a_full_decode_across_split_characters(tokenizer):
+    text = "Zoë Müller 😀 visited 東京 and said: “héllo” — twice. " * 3
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    state = SequenceState(SamplingParams(max_tokens=len(ids)), tokenizer, {-1})
+    streamed = "".join(state.push(token) for token in ids)
+    assert state.text == streamed == tokenizer.decode(ids, skip_special_tokens=True)
+    assert "\ufffd" not in streamed

@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="How stale the gateway's view of aliases may be."
     )
     default_chat_max_tokens: int = Field(default=128, ge=1)
+    stream_interval_s: float = Field(
+        default=0.05,
+        ge=0,
+        description="Least time between two messages of one chat stream; "
+        "tokens decoded meanwhile travel together. The first token is sent at once.",
+    )
     task_server: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Every TaskServer deployment."
     )

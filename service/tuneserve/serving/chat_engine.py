@@ -42,11 +42,27 @@ class EngineStats:
     most_tokens_after_cancel: int = 0
 
 
+def _coalesce(delta: ChatDelta, outbox: asyncio.Queue) -> ChatDelta:
+    """Fold deltas already waiting into one: a slow reader gets fewer, larger messages
+    instead of falling behind one message per token."""
+    while delta.finish_reason is None and not outbox.empty():
+        later = outbox.get_nowait()
+        delta = later.model_copy(update={"text": delta.text + later.text})
+    return delta
+
+
 class ChatEngine:
     """Decodes every running stream of one chat model one token per step."""
 
-    def __init__(self, handler: ChatHandler, run_in_thread: RunInThread, max_batch_size: int):
+    def __init__(
+        self,
+        handler: ChatHandler,
+        run_in_thread: RunInThread,
+        max_batch_size: int,
+        stream_interval_s: float = 0.0,
+    ):
         self.handler = handler
+        self.stream_interval_s = stream_interval_s
         self.run_in_thread = run_in_thread
         self.max_batch_size = max_batch_size
         self.stats = EngineStats()
@@ -65,10 +81,13 @@ class ChatEngine:
         self.stats.streams_started += 1
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        sent_at = float("-inf")
         try:
             while True:
-                delta = await stream.outbox.get()
+                delta = await self._next_message(stream.outbox, sent_at + self.stream_interval_s)
                 yield delta
+                sent_at = loop.time()
                 if delta.finish_reason is not None:
                     return
         finally:
@@ -76,6 +95,24 @@ class ChatEngine:
                 stream.tokens_at_cancel = stream.state.generated
                 stream.cancelled = True
                 self.stats.streams_cancelled += 1
+
+    @staticmethod
+    async def _next_message(outbox: asyncio.Queue, not_before: float) -> ChatDelta:
+        """The next delta, merged with every one that arrives until ``not_before``.
+
+        Each message costs a trip through the gateway and proxy; past a few hundred per
+        second those trips, not decoding, bound throughput, so a stream sends at most one
+        message per interval. The first token goes out at once.
+        """
+        delta = _coalesce(await outbox.get(), outbox)
+        loop = asyncio.get_running_loop()
+        while delta.finish_reason is None and (wait := not_before - loop.time()) > 0:
+            try:
+                later = await asyncio.wait_for(outbox.get(), wait)
+            except TimeoutError:
+                break
+            delta = _coalesce(later.model_copy(update={"text": delta.text + later.text}), outbox)
+        return delta
 
     async def _run(self) -> None:
         while self._active or self._waiting:
@@ -153,7 +190,9 @@ class ChatEngine:
             if not state.finished and int(positions[row]) + 1 >= self.handler.max_length:
                 text += state.end("length")
             tokens.append(token)
-            updates.append(
-                (stream, ChatDelta(index=0, text=text, finish_reason=state.finish_reason))
-            )
+            delta = ChatDelta(index=0, text=text, finish_reason=state.finish_reason)
+            if state.finished:
+                usage = {"prompt_tokens": len(stream.prompt), "completion_tokens": state.generated}
+                delta.usage = usage
+            updates.append((stream, delta))
         return torch.tensor(tokens, device=logits.device), updates

@@ -42,6 +42,10 @@ class Gateway:
         )
 
     async def resolve(self, model: str | None, task: str) -> Target:
+        if "resolver" in self.__dict__:  # connected: try the cached view first
+            target = self.resolver.resolve_cached(model, task)
+            if target is not None:
+                return target
         return await asyncio.to_thread(lambda: self.resolver.resolve(model, task))
 
     async def predict(self, target: Target, items: list[dict[str, Any]]) -> list[dict]:

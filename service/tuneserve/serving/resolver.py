@@ -64,6 +64,23 @@ class ModelResolver:
             raise NotFound(f"model {name!r} has no alias {alias!r}", param="model")
         return Target(name, snapshot.aliases[alias], task)
 
+    def resolve_cached(self, model: str | None, task: str) -> Target | None:
+        """``resolve`` from the cached view alone (no database), or None if that is not enough.
+
+        The hot path: the event loop answers most requests without a thread hop.
+        """
+        name, _, ref = (model or self.default_models.get(task, "")).partition("@")
+        with self._lock:
+            snapshot = self._snapshots.get(name)
+        if snapshot is None or time.monotonic() - snapshot.taken_at >= self.ttl_s:
+            return None
+        if snapshot.task != task:
+            return None  # let resolve() raise the error
+        if ref.isdigit():
+            return Target(name, int(ref), task) if int(ref) in snapshot.versions else None
+        version = snapshot.aliases.get(ref or "production")
+        return Target(name, version, task) if version is not None else None
+
     def _snapshot(self, name: str, fresh: bool) -> _Snapshot:
         with self._lock:
             cached = self._snapshots.get(name)

@@ -75,7 +75,12 @@ class TaskServer:
         example = self.handler_class.Item(**self.handler_class.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up
         if self.handler_class.streams:
-            runtime: Any = ChatEngine(handler, self._in_model_thread, self.settings.max_batch_size)
+            runtime: Any = ChatEngine(
+                handler,
+                self._in_model_thread,
+                self.settings.max_batch_size,
+                self.settings.stream_interval_s,
+            )
         else:
             runtime = Batcher(
                 lambda items, h=handler: self._in_model_thread(h.predict, items),
@@ -98,15 +103,10 @@ class TaskServer:
         resident = await self.models.get((name, version))
         parsed = self.handler_class.Item.model_validate(item)
         engine: ChatEngine = resident.runtime
-        completion_tokens = 0
         async for delta in engine.generate(parsed):
-            completion_tokens += 1
             event = {"text": delta.text, "finish_reason": delta.finish_reason}
             if delta.finish_reason is not None:
-                event["usage"] = {
-                    "prompt_tokens": len(resident.handler.prompt_ids(parsed)),
-                    "completion_tokens": completion_tokens,
-                }
+                event["usage"] = delta.usage
             yield event
 
     # --- control plane -----------------------------------------------------------------

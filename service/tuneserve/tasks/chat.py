@@ -60,6 +60,7 @@ class ChatDelta(BaseModel):
     index: int
     text: str
     finish_reason: Literal["stop", "length"] | None = None
+    usage: dict[str, int] | None = Field(default=None, description="Set on the last delta.")
 
 
 class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):

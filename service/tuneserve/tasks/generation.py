@@ -46,6 +46,8 @@ class SequenceState:
         self.generated = 0  # tokens sampled, the end-of-turn token included
         self.text = ""
         self.streamed = 0
+        self._window_start = 0  # incremental detokenization: decode a short window only
+        self._decoded = 0  # tokens already turned into text
         self.finish_reason: str | None = None
         self.generator = torch.Generator()
         self.generator.manual_seed(params.seed if params.seed is not None else torch.seed())
@@ -61,14 +63,38 @@ class SequenceState:
             self.finish_reason = "stop"
             return self._release()
         self.token_ids.append(token_id)
-        self.text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
-        cut = min((i for i in (self.text.find(s) for s in self.params.stop) if i >= 0), default=-1)
+        searched_to = len(self.text)
+        self._decode_new(final=len(self.token_ids) >= self.params.max_tokens)
+        cut = self._find_stop(searched_to)
         if cut >= 0:
             self.text = self.text[:cut]
             self.finish_reason = "stop"
         elif len(self.token_ids) >= self.params.max_tokens:
             self.finish_reason = "length"
         return self._release()
+
+    def _decode_new(self, final: bool) -> None:
+        """Append the text of new tokens, decoding a window that starts one step back.
+
+        Decoding all tokens every step costs O(n) per token; the window keeps it constant.
+        A token that ends mid-character waits for the next one (unless this is the end).
+        """
+        before = self.tokenizer.decode(
+            self.token_ids[self._window_start : self._decoded], skip_special_tokens=True
+        )
+        after = self.tokenizer.decode(
+            self.token_ids[self._window_start :], skip_special_tokens=True
+        )
+        if final or (len(after) > len(before) and not after.endswith(REPLACEMENT)):
+            self.text += after[len(before) :]
+            self._window_start, self._decoded = self._decoded, len(self.token_ids)
+
+    def _find_stop(self, searched_to: int) -> int:
+        """Where the first stop string starts, looking only where a new one could be."""
+        longest = max((len(s) for s in self.params.stop), default=0)
+        start = max(0, searched_to - longest + 1)
+        found = [i for i in (self.text.find(s, start) for s in self.params.stop) if i >= 0]
+        return min(found, default=-1)
 
     def end(self, reason: str) -> str:
         """Stop from outside (context full); return whatever text was held back."""

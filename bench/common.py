@@ -1,0 +1,116 @@
+"""What the benchmarks share: the load generator, sentences, tables and result files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from tuneserve.zoo.data import sentiment
+
+RESULTS = Path(__file__).parent / "results"
+console = Console(width=160)
+
+
+@dataclass
+class LoadResult:
+    contender: str
+    concurrency: int
+    requests: int
+    failed: int
+    seconds: float
+    throughput: float  # requests (or sequences) per second
+    p50_ms: float
+    p99_ms: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+async def run_load(
+    name: str, concurrency: int, requests: int, call: Callable[[int], Awaitable[bool]]
+) -> LoadResult:
+    """``requests`` calls, ``concurrency`` at a time; latency of each, failures counted."""
+    latencies: list[float] = []
+    failed = 0
+    next_index = iter(range(requests))
+
+    async def worker() -> None:
+        nonlocal failed
+        for index in next_index:
+            started = time.perf_counter()
+            ok = await call(index)
+            latencies.append(time.perf_counter() - started)
+            failed += not ok
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    return LoadResult(
+        contender=name,
+        concurrency=concurrency,
+        requests=requests,
+        failed=failed,
+        seconds=seconds,
+        throughput=requests / seconds,
+        p50_ms=1000 * statistics.median(latencies),
+        p99_ms=1000 * percentile(latencies, 0.99),
+    )
+
+
+def post_json(client: httpx.AsyncClient, path: str, body_of: Callable[[int], dict]):
+    async def call(index: int) -> bool:
+        try:
+            response = await client.post(path, json=body_of(index))
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    return call
+
+
+def review_sentences(n: int, seed: int = 7) -> list[str]:
+    """Real SST-2 sentences when TUNESERVE_SHARED_DATA has them, else generated ones of
+    similar length (one to three generated review sentences, 5–45 words)."""
+    shared = os.environ.get("TUNESERVE_SHARED_DATA")
+    path = Path(shared or "../shared/data") / "classification" / "sst2_glue_train.tsv"
+    rng = random.Random(seed)
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()[1:]
+        return [rng.choice(lines).split("\t")[0] for _ in range(n)]
+    pool = [row["text"] for row in sentiment.generate("train", 2000, seed)]
+    return [" ".join(rng.sample(pool, rng.randint(1, 3))) for _ in range(n)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+def write_results(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)))
+    return path
