@@ -28,6 +28,9 @@ run: install
 test: install
 	$(BIN)/pytest
 
+bench: install
+	$(BIN)/python -m bench.serving
+
 lint: install
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
