@@ -6,6 +6,8 @@ and an OpenAI-style ``type``; ``param`` names the offending field, row or line.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TuneserveError(Exception):
     """Base of every error that reaches a client."""
@@ -13,19 +15,41 @@ class TuneserveError(Exception):
     status_code: int = 500
     type: str = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        # machine-readable specifics (e.g. every bad row of an upload) beyond the one message
+        self.details = details
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {"type": self.type, "message": self.message, "param": self.param, "code": self.code}
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "message": self.message,
+            "param": self.param,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
 
 
 class InvalidRequest(TuneserveError):
     status_code = 400
     type = "invalid_request_error"
+
+
+class Unauthorized(TuneserveError):
+    status_code = 401
+    type = "authentication_error"
 
 
 class NotFound(TuneserveError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ZooProfile = Literal["full", "tiny"]
@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     alias_cache_ttl_s: float = Field(
         default=1.0, ge=0, description="How stale the gateway's view of aliases may be."
     )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="When set, promote and rollback need 'Authorization: Bearer <token>'.",
+    )
     default_chat_max_tokens: int = Field(default=128, ge=1)
     stream_interval_s: float = Field(
         default=0.05,
@@ -171,6 +175,45 @@ class Settings(BaseSettings):
     gateway: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(num_cpus=0.1, max_ongoing_requests=256),
         description="The HTTP gateway deployment.",
+    )
+
+    # --- fine-tuning ---------------------------------------------------------------------
+    max_upload_bytes: int = Field(default=50 * 2**20, gt=0, description="Largest file upload.")
+    max_file_rows: int = Field(default=200_000, gt=0, description="Most rows in one file.")
+    max_file_errors: int = Field(default=20, gt=0, description="Row errors listed per upload.")
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs training at once.")
+    validation_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="Share of the training rows held out for "
+        "evaluation when a job has no validation_file (a seeded split).",
+    )
+    default_epochs: int = Field(default=3, ge=1, description="n_epochs='auto'.")
+    default_batch_size: int = Field(default=16, ge=1, description="batch_size='auto'.")
+    train_cpus_per_worker: float = Field(
+        default=1.0, gt=0, description="Logical CPUs each Ray Train worker reserves."
+    )
+    train_torch_threads: int = Field(default=1, ge=1, description="torch threads per worker.")
+    train_max_failures: int = Field(
+        default=0, ge=-1, description="Ray Train FailureConfig.max_failures (-1: forever)."
+    )
+    train_check_every_steps: int = Field(
+        default=5, ge=1, description="Steps between a progress event and a cancel check."
+    )
+    train_start_timeout_s: float = Field(
+        default=60, gt=0, description="Longest wait for the training workers to start."
+    )
+    cancel_grace_s: float = Field(
+        default=5,
+        ge=0,
+        description="How long a cancelled job may take to stop by itself "
+        "before its training task is killed.",
+    )
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="Ray Train storage for checkpoints; default: "
+        "data_dir/checkpoints (an s3:// URL in production).",
     )
 
     # --- compute -----------------------------------------------------------------------
@@ -199,6 +242,8 @@ class Settings(BaseSettings):
             self.artifact_url = str(self.data_dir / "artifacts")
         if self.artifact_cache_dir is None:
             self.artifact_cache_dir = self.data_dir / "cache"
+        if self.checkpoint_url is None:
+            self.checkpoint_url = str(self.data_dir / "checkpoints")
         if self.zoo_cache_dir is None:
             self.zoo_cache_dir = self.data_dir / "zoo"
         if self.ray_temp_dir is None:

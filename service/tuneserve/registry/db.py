@@ -127,6 +127,78 @@ class AliasHistoryRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
 
+class FileRow(Base):
+    """An uploaded fine-tuning file: its validated rows live in the artifact store."""
+
+    __tablename__ = "files"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    filename: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int]
+    task: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"labels": [...]}
+    uri: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRow(Base):
+    """A fine-tuning job; its status walks validating_files → queued → running → evaluating
+    → succeeded | failed | cancelled."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status", "status", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    model: Mapped[str] = mapped_column(String(64))
+    base_version: Mapped[int]
+    task: Mapped[str] = mapped_column(String(64))
+    training_file: Mapped[str] = mapped_column(String(40))
+    validation_file: Mapped[str | None] = mapped_column(String(40))
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    promotion: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    suffix: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(80))
+    trained_tokens: Mapped[int | None]
+    trained_examples: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class JobEventRow(Base):
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    level: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(16))  # "message" | "metrics"
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "job_checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    epoch: Mapped[int]
+    step: Mapped[int]
+    uri: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 @event.listens_for(VersionRow, "before_update")
 def _refuse_version_update(mapper: Mapper[Any], connection: Any, target: VersionRow) -> None:
     raise Conflict(

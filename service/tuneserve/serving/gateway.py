@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import threading
+import uuid
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from tuneserve import __version__
-from tuneserve.errors import PayloadTooLarge
-from tuneserve.registry import Registry, connect
+from tuneserve.errors import PayloadTooLarge, Unauthorized
+from tuneserve.registry import ArtifactStore, Registry, connect
+from tuneserve.registry.jobs import JobStore
 from tuneserve.serving.errors import install_error_handlers, serve_errors_as_ours
 from tuneserve.serving.resolver import ModelResolver, Target
 from tuneserve.settings import Settings
@@ -30,10 +33,33 @@ class Gateway:
         self._connect_lock = threading.Lock()
 
     @functools.cached_property
-    def registry(self) -> Registry:
+    def _connection(self) -> tuple[Registry, ArtifactStore]:
         """Connected on first use, so the gateway starts even while the database is busy."""
         with self._connect_lock:
-            return connect(self.settings)[0]
+            return connect(self.settings)
+
+    @property
+    def registry(self) -> Registry:
+        return self._connection[0]
+
+    @property
+    def store(self) -> ArtifactStore:
+        return self._connection[1]
+
+    @functools.cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.registry.engine)
+
+    @functools.cached_property
+    def runner(self):
+        """The cluster's JobRunner actor, started by whichever gateway needs it first."""
+        from tuneserve.training.runner import get_or_start_runner
+
+        return get_or_start_runner(self.settings)
+
+    @staticmethod
+    def new_key() -> str:
+        return uuid.uuid4().hex
 
     @functools.cached_property
     def resolver(self) -> ModelResolver:
@@ -84,17 +110,29 @@ class Gateway:
                 )
 
 
+def require_admin(request: Request) -> None:
+    """Admin routes (promote, rollback) need ``Authorization: Bearer <admin_token>`` when
+    the ``admin_token`` setting is set."""
+    token = current_gateway().settings.admin_token
+    if token is None:
+        return
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
+        raise Unauthorized("this route needs the admin token: Authorization: Bearer <token>")
+
+
 def current_gateway() -> Gateway:
     """The gateway instance of this replica (FastAPI dependency)."""
     return serve.get_replica_context().servable_object
 
 
 GatewayDep = Annotated[Gateway, Depends(current_gateway)]
+AdminDep = Depends(require_admin)
 
 
 def create_api() -> FastAPI:
     """The FastAPI app with every router and the error handlers installed."""
-    from tuneserve.serving.routes import chat, models, tasks
+    from tuneserve.serving.routes import chat, files, jobs, models, tasks
 
     api = FastAPI(
         title="tuneserve",
@@ -102,6 +140,6 @@ def create_api() -> FastAPI:
         description="Five NLP tasks served on Ray Serve, fine-tuned online.",
     )
     install_error_handlers(api)
-    for router in (models.router, tasks.router, chat.router):
+    for router in (models.router, tasks.router, chat.router, files.router, jobs.router):
         api.include_router(router)
     return api

@@ -7,6 +7,7 @@ from ray import serve
 
 from tuneserve.serving.app import build_app
 from tuneserve.settings import Settings
+from tuneserve.training.runner import get_or_start_runner
 
 
 def start(settings: Settings) -> str:
@@ -25,6 +26,7 @@ def start(settings: Settings) -> str:
             )
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
+    get_or_start_runner(settings)  # at once: it marks jobs a previous run left mid-flight
     return f"http://{settings.host}:{settings.port}"
 
 

@@ -110,6 +110,25 @@ class TaskServer:
             yield event
 
     # --- control plane -----------------------------------------------------------------
+    async def load_version(self, name: str, version: int) -> dict:
+        """Load and warm ``name@version`` here (a promotion's first phase); pins it."""
+        key = (name, version)
+        self.models.pinned.add(key)
+        resident = await self.models.get(key)
+        replica = serve.get_replica_context().replica_id.unique_id
+        return {
+            "replica_id": replica,
+            "model": name,
+            "version": version,
+            "load_seconds": resident.load_seconds,
+        }
+
+    async def set_pins(self, name: str, versions: list[int]) -> list[int]:
+        """Keep exactly ``versions`` of ``name`` pinned (production and the previous one)."""
+        self.models.pinned = {k for k in self.models.pinned if k[0] != name}
+        self.models.pinned |= {(name, v) for v in versions}
+        return sorted(versions)
+
     async def ready(self) -> bool:
         """True once every production version known at start-up is loaded and warm."""
         return self._startup.done() and self._startup.exception() is None

@@ -56,6 +56,7 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
     streams: ClassVar[bool] = False
     example: ClassVar[dict]  # one request item, used to warm a freshly loaded model
     options: ClassVar[tuple[str, ...]] = ("max_length",)  # constructor knobs from settings
+    learning_rate: ClassVar[float] = 1e-4  # fine-tuning default (a pretrained encoder)
 
     def __init__(
         self,

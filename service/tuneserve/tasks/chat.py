@@ -71,6 +71,7 @@ class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):
     auto_model = AutoModelForCausalLM
     primary_metric = "token_accuracy"
     example: ClassVar[dict] = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    learning_rate: ClassVar[float] = 1e-3  # small models trained from scratch
     streams = True
 
     def _end_token_ids(self) -> set[int]:

@@ -36,6 +36,7 @@ class TranslationHandler(TaskHandler[TranslationItem, TranslationRow, Translatio
     auto_model = AutoModelForSeq2SeqLM
     primary_metric = "bleu"
     example: ClassVar[dict] = {"text": "A warm-up sentence.", "max_new_tokens": 4}
+    learning_rate: ClassVar[float] = 1e-3  # small models trained from scratch
 
     def preprocess(self, items: Sequence[TranslationItem]) -> Batch:
         encoded = self._encode_truncated([item.text for item in items])

@@ -7,9 +7,11 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest
 from tuneserve.api.tasks import ErrorBody, ModelList, ModelPublic, VersionList, VersionPublic
 from tuneserve.registry import ModelInfo, Registry
-from tuneserve.serving.gateway import GatewayDep
+from tuneserve.serving.gateway import AdminDep, GatewayDep
+from tuneserve.serving.promotion import Swap, promote, rollback
 
 router = APIRouter(tags=["models"], responses={404: {"model": ErrorBody}})
 
@@ -79,3 +81,48 @@ async def list_versions(name: str, gateway: GatewayDep) -> VersionList:
         return VersionList(model=name, data=data)
 
     return await asyncio.to_thread(read)
+
+
+def _swap_public(swap: Swap) -> AliasMovePublic:
+    return AliasMovePublic(
+        model=swap.model,
+        alias="production",
+        from_version=swap.from_version,
+        to_version=swap.to_version,
+        seconds=swap.seconds,
+    )
+
+
+@router.post(
+    "/v1/models/{name}/promote",
+    response_model=AliasMovePublic,
+    dependencies=[AdminDep],
+    responses={409: {"model": ErrorBody}},
+)
+async def promote_version(name: str, body: PromoteRequest, gateway: GatewayDep):
+    """Load and warm ``version`` on every replica, then make it production (compare-and-set)."""
+    model = await asyncio.to_thread(gateway.registry.get_model, name)
+    swap = await asyncio.to_thread(
+        promote,
+        gateway.registry,
+        gateway.servers[model.task],
+        name,
+        body.version,
+        body.expected_from,
+    )
+    gateway.resolver.forget(name)
+    return _swap_public(swap)
+
+
+@router.post(
+    "/v1/models/{name}/rollback",
+    response_model=AliasMovePublic,
+    dependencies=[AdminDep],
+    responses={409: {"model": ErrorBody}},
+)
+async def rollback_version(name: str, gateway: GatewayDep):
+    """Production back to the version before its last move (still resident: instant)."""
+    model = await asyncio.to_thread(gateway.registry.get_model, name)
+    swap = await asyncio.to_thread(rollback, gateway.registry, gateway.servers[model.task], name)
+    gateway.resolver.forget(name)
+    return _swap_public(swap)

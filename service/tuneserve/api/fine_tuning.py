@@ -1,0 +1,206 @@
+"""Files and fine-tuning jobs, shaped as OpenAI's; tuneserve's extensions fenced after."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tuneserve.errors import InvalidRequest
+
+
+class FilePublic(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["processed"] = "processed"
+    # --- tuneserve extensions ---
+    task: str
+    rows: int
+    sha256: str
+    labels: list[str]
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FilePublic]
+    has_more: bool = False
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class Hyperparameters(BaseModel):
+    """Training knobs; ``auto`` picks the task's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: int | Literal["auto"] = Field(default="auto")
+    batch_size: int | Literal["auto"] = Field(default="auto")
+    learning_rate_multiplier: float | Literal["auto"] = Field(default="auto")
+    # --- tuneserve extensions ---
+    learning_rate: float | None = Field(default=None, gt=0, description="Overrides multiplier.")
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int | None = None
+    max_sequence_length: int | None = Field(default=None, gt=8)
+    num_workers: int = Field(default=1, ge=1, description="Ray Train workers (DDP).")
+    use_gpu: bool = False
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop after this many epochs without a lower validation loss.",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> Hyperparameters:
+        for name in ("n_epochs", "batch_size"):
+            value = getattr(self, name)
+            if value != "auto" and value < 1:
+                raise ValueError(f"{name} must be at least 1 or 'auto'")
+        if self.learning_rate_multiplier != "auto" and self.learning_rate_multiplier <= 0:
+            raise ValueError("learning_rate_multiplier must be positive or 'auto'")
+        return self
+
+
+class Promotion(BaseModel):
+    """When a trained candidate replaces production."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = Field(default=None, description="Default: the task's primary metric.")
+    min_delta: float = Field(default=0.0, description="How much better the candidate must be.")
+    auto: bool = Field(default=True, description="Promote automatically when the gate passes.")
+
+
+class Method(BaseModel):
+    type: Literal["supervised"] = "supervised"
+    supervised: dict[str, Any] | None = None
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # SDK fields we do not use (integrations, …)
+
+    model: str = Field(description="Base model: `name`, `name@<version>` or `name@<alias>`.")
+    training_file: str
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    suffix: str | None = Field(default=None, max_length=40)
+    validation_file: str | None = None
+    seed: int | None = None
+    metadata: dict[str, str] | None = None
+    # --- tuneserve extensions ---
+    task: str | None = Field(default=None, description="Default: the base model's task.")
+    promotion: Promotion = Field(default_factory=Promotion)
+
+    def resolved_hyperparameters(self) -> Hyperparameters:
+        """Top-level ``hyperparameters`` or ``method.supervised.hyperparameters`` (not both)."""
+        nested = (self.method.supervised or {}).get("hyperparameters") if self.method else None
+        if nested is not None and self.hyperparameters is not None:
+            raise InvalidRequest(
+                "give hyperparameters at the top level or under method.supervised, not both",
+                param="hyperparameters",
+            )
+        hyper = (
+            Hyperparameters.model_validate(nested)
+            if nested
+            else (self.hyperparameters or Hyperparameters())
+        )
+        if self.seed is not None and hyper.seed is None:
+            hyper = hyper.model_copy(update={"seed": self.seed})
+        return hyper
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class JobPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None
+    fine_tuned_model: str | None
+    finished_at: int | None
+    hyperparameters: dict[str, Any]
+    model: str
+    organization_id: str = "tuneserve"
+    result_files: list[str] = Field(default_factory=list)
+    seed: int | None
+    status: str
+    trained_tokens: int | None
+    training_file: str
+    validation_file: str | None
+    estimated_finish: int | None = None
+    integrations: list = Field(default_factory=list)
+    metadata: dict[str, str] | None = None
+    method: dict[str, Any]
+    user_provided_suffix: str | None
+    # --- tuneserve extensions ---
+    task: str
+    base_version: int
+    promotion: dict[str, Any]
+    result: dict[str, Any] | None
+    trained_examples: int | None
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobPublic]
+    has_more: bool
+
+
+class EventPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: str
+    message: str
+    data: dict[str, Any] | None = None
+    type: str
+
+
+class EventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EventPublic]
+    has_more: bool
+
+
+class CheckpointPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: dict[str, Any]
+    step_number: int
+
+
+class CheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CheckpointPublic]
+    has_more: bool = False
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+    expected_from: int | None = Field(
+        default=None, description="Production version you expect now (compare-and-set)."
+    )
+
+
+class AliasMovePublic(BaseModel):
+    model: str
+    alias: str
+    from_version: int | None
+    to_version: int
+    seconds: float = Field(description="Load, warm-up on every replica, and the flip.")

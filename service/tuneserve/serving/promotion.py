@@ -1,0 +1,74 @@
+"""Zero-downtime promotion and rollback of a model's ``production`` alias.
+
+Promotion loads and warms the new version on *every* running replica of the task first
+(``broadcast``), checks that each acknowledged, and only then moves the alias in one
+compare-and-set. Requests already resolved keep their version; new ones get the new one
+within the gateways' alias staleness bound. Production and the previous production stay
+pinned in every replica, so a rollback needs no load at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ray.serve.handle import DeploymentHandle
+
+from tuneserve.errors import Conflict, NotFound, Unavailable
+from tuneserve.registry import Registry
+
+ALIAS = "production"
+ACK_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Swap:
+    model: str
+    from_version: int | None
+    to_version: int
+    replicas: list[str]
+    seconds: float
+
+
+def _load_everywhere(handle: DeploymentHandle, name: str, version: int) -> list[str]:
+    acks = handle.broadcast("load_version", name, version).results(timeout_s=ACK_TIMEOUT_S)
+    if not acks:
+        raise Unavailable(f"no running replica serves {name}; nothing was changed")
+    if any(ack["version"] != version for ack in acks):
+        raise Unavailable(f"a replica did not load {name}@{version}; nothing was changed")
+    return sorted(ack["replica_id"] for ack in acks)
+
+
+def promote(
+    registry: Registry,
+    handle: DeploymentHandle,
+    name: str,
+    version: int,
+    expected_from: int | None = None,
+    reason: str = "promoted",
+) -> Swap:
+    """Make ``name@version`` production on every replica; 409 if production moved meanwhile.
+
+    ``expected_from`` is the production version the caller decided against (a job's
+    evaluation, say); None means "whatever production is now".
+    """
+    started = time.perf_counter()
+    registry.get_version(name, version)  # NotFound before touching any replica
+    current = registry.aliases(name).get(ALIAS)
+    if expected_from is not None and current != expected_from:
+        raise Conflict(
+            f"production of {name} is version {current}, not {expected_from}", param="expected_from"
+        )
+    replicas = _load_everywhere(handle, name, version)
+    registry.move_alias(name, ALIAS, version, current, reason=reason)
+    keep = [version] + ([current] if current is not None and current != version else [])
+    handle.broadcast("set_pins", name, keep).results(timeout_s=ACK_TIMEOUT_S)
+    return Swap(name, current, version, replicas, time.perf_counter() - started)
+
+
+def rollback(registry: Registry, handle: DeploymentHandle, name: str) -> Swap:
+    """Move production back to the version it pointed at before its last move."""
+    previous = registry.previous_version(name, ALIAS)
+    if previous is None:
+        raise NotFound(f"{name} has no previous production version to roll back to", param="name")
+    return promote(registry, handle, name, previous, reason="rollback")

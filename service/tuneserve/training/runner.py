@@ -1,0 +1,123 @@
+"""JobRunner: the long-lived Ray actor that takes queued jobs and sees each one through.
+
+validating_files → queued → running (Ray Train) → evaluating (candidate vs production)
+→ registered as a new version → gated → promoted (or not, with the reason).
+
+Its state is the database: a restarted runner marks jobs that were mid-flight as failed,
+and picks up queued ones where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import ray
+
+from tuneserve.errors import TuneserveError
+from tuneserve.registry import connect
+from tuneserve.registry.jobs import JobInfo, JobStore
+from tuneserve.settings import Settings
+from tuneserve.training.job import JobFailure, run_job, validate_job
+
+RUNNER_NAME = "tuneserve-job-runner"
+logger = logging.getLogger("tuneserve.runner")
+
+
+@dataclass
+class _Slot:
+    job_id: str | None = None
+
+
+class JobRunner:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.registry, self.store = connect(settings)
+        self.jobs = JobStore(self.registry.engine)
+        interrupted = self.jobs.fail_interrupted(
+            "the service stopped while this job was running; create it again"
+        )
+        if interrupted:
+            logger.warning("marked interrupted jobs as failed: %s", interrupted)
+        self._wake = threading.Condition()
+        self._slots = [_Slot() for _ in range(settings.max_concurrent_jobs)]
+        for slot in self._slots:
+            threading.Thread(target=self._work, args=(slot,), daemon=True).start()
+
+    def wake(self) -> None:
+        """A job was created or cancelled: look at the queue now."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def running(self) -> list[str]:
+        return [slot.job_id for slot in self._slots if slot.job_id]
+
+    def _work(self, slot: _Slot) -> None:
+        while True:
+            job = self._claim()
+            if job is None:
+                with self._wake:
+                    self._wake.wait(timeout=2.0)
+                continue
+            slot.job_id = job.id
+            try:
+                self._run(job)
+            finally:
+                slot.job_id = None
+
+    def _claim(self) -> JobInfo | None:
+        """Validate the oldest new job, or start the oldest queued one (compare-and-set)."""
+        job = self.jobs.next_job(("validating_files",))
+        if job is not None:
+            self._validate(job)
+            return None
+        job = self.jobs.next_job(("queued",))
+        if job is not None and self.jobs.transition(job.id, ("queued",), "running"):
+            return self.jobs.get_job(job.id)
+        return None
+
+    def _validate(self, job: JobInfo) -> None:
+        try:
+            validate_job(job, self.settings, self.registry, self.store, self.jobs)
+        except (JobFailure, TuneserveError) as failure:
+            self._fail(job.id, ("validating_files",), failure)
+            return
+        self.jobs.transition(job.id, ("validating_files",), "queued")
+
+    def _run(self, job: JobInfo) -> None:
+        try:
+            run_job(job, self.settings, self.registry, self.store, self.jobs)
+        except (JobFailure, TuneserveError) as failure:
+            self._fail(job.id, ("running", "evaluating"), failure)
+        except Exception as error:  # a bug or an infrastructure fault: say so, keep serving
+            logger.exception("job %s crashed", job.id)
+            self._fail(
+                job.id,
+                ("running", "evaluating"),
+                JobFailure("internal_error", f"{type(error).__name__}: {error}"),
+            )
+
+    def _fail(self, job_id: str, expected: tuple[str, ...], failure: Exception) -> None:
+        code = getattr(failure, "code", None) or getattr(failure, "type", "error")
+        error = {
+            "code": code,
+            "message": getattr(failure, "message", str(failure)),
+            "param": getattr(failure, "param", None),
+        }
+        self.jobs.add_event(job_id, f"failed: {error['message']}", level="error")
+        self.jobs.transition(job_id, expected, "failed", error=error)
+
+
+def get_or_start_runner(settings: Settings):
+    """The cluster's one JobRunner (detached, restarted by Ray if it dies)."""
+    actor = ray.remote(JobRunner).options(
+        name=RUNNER_NAME,
+        namespace=settings.app_name,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_restarts=-1,
+        max_concurrency=4,
+    )
+    return actor.remote(settings)

@@ -1,0 +1,292 @@
+"""Uploaded fine-tuning files: formats, normalization, and an exact error for every bad row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from tuneserve.errors import InvalidRequest, PayloadTooLarge
+from tuneserve.training.data import (
+    RowError,
+    check_labels,
+    parse_training_file,
+    read_jsonl,
+    rows_to_jsonl,
+    seeded_split,
+)
+
+ROWS = {
+    "classification": [
+        {"text": "great film", "label": "positive"},
+        {"text": "dull", "label": "negative"},
+    ],
+    "ner": [
+        {
+            "tokens": ["Anna", "flew", "to", "New", "York"],
+            "tags": ["B-PER", "O", "O", "B-LOC", "I-LOC"],
+        },
+        {"tokens": ["Hi"], "tags": ["O"]},
+    ],
+    "qa": [
+        {
+            "question": "Who flew?",
+            "context": "Anna flew to Paris.",
+            "answers": {"text": ["Anna"], "answer_start": [0]},
+        },
+    ],
+    "translation": [{"source": "Hello", "target": "Hallo"}],
+    "chat": [
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+            ]
+        },
+    ],
+}
+LABELS = {
+    "classification": ["negative", "positive"],
+    "ner": ["B-LOC", "B-PER", "I-LOC", "O"],
+    "qa": [],
+    "translation": [],
+    "chat": [],
+}
+
+
+def jsonl(*rows: object) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def parse(data: bytes, filename: str = "train.jsonl", **kwargs):
+    limits = {"max_bytes": 1_000_000, "max_rows": 1000} | kwargs
+    return parse_training_file(data, filename, **limits)
+
+
+def invalid(data: bytes, filename: str = "train.jsonl", **kwargs) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as caught:
+        parse(data, filename, **kwargs)
+    assert caught.value.param == "file"
+    return caught.value
+
+
+def row_errors(error: InvalidRequest) -> list[RowError]:
+    return [RowError(**detail) for detail in error.details]
+
+
+@pytest.mark.parametrize("task", sorted(ROWS))
+def test_jsonl_of_each_task_is_inferred_normalized_and_labelled(task):
+    # an extra key is dropped by normalization, not an error
+    data = jsonl(*({**row, "id": i} for i, row in enumerate(ROWS[task])))
+    parsed = parse(data)
+    assert parsed.task == task
+    assert parsed.rows == ROWS[task]
+    assert parsed.labels == LABELS[task]
+    assert len(parsed.sha256) == 64
+
+
+def test_given_task_is_checked_instead_of_inferred():
+    error = invalid(jsonl(*ROWS["classification"]), task="translation")
+    assert row_errors(error)[:2] == [
+        RowError(1, "source", "Field required"),
+        RowError(1, "target", "Field required"),
+    ]
+    with pytest.raises(InvalidRequest) as caught:
+        parse(jsonl(*ROWS["classification"]), task="poetry")
+    assert caught.value.param == "task"
+
+
+def test_csv_classification():
+    data = b'text,label\r\ngreat film,positive\r\n"dull, long",negative\r\n'
+    parsed = parse(data, "train.CSV")
+    assert parsed.task == "classification"
+    assert parsed.rows == [
+        {"text": "great film", "label": "positive"},
+        {"text": "dull, long", "label": "negative"},
+    ]
+
+
+def test_csv_ner_holds_json_in_cells():
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["tokens", "tags"])
+    for row in ROWS["ner"]:
+        writer.writerow([json.dumps(row["tokens"]), json.dumps(row["tags"])])
+    parsed = parse(out.getvalue().encode(), "entities.csv")
+    assert (parsed.task, parsed.rows, parsed.labels) == ("ner", ROWS["ner"], LABELS["ner"])
+
+
+def test_csv_lines_count_the_header_and_multiline_cells():
+    data = b'text,label\n"two\nlines",positive\n\nbad,\nonly one cell\n'
+    errors = row_errors(invalid(data, "train.csv"))
+    assert errors == [
+        RowError(5, "label", "String should have at least 1 character"),
+        RowError(6, None, "expected 2 cells (text, label), got 1"),
+    ]
+
+
+def test_csv_cell_that_is_not_json_names_its_field():
+    data = b'tokens,tags\n"[""Hi""]",O\n'
+    errors = row_errors(invalid(data, "train.csv"))
+    assert [(e.line, e.field) for e in errors] == [(2, "tags")]
+    assert errors[0].message.startswith("the cell is not valid JSON")
+
+
+def test_blank_lines_are_skipped_but_counted_and_a_bom_is_stripped():
+    good, bad = ROWS["classification"][0], {"text": "x"}
+    data = b"\xef\xbb\xbf" + jsonl(good) + b"\n  \r\n" + jsonl(bad)
+    error = invalid(data)
+    assert row_errors(error) == [RowError(4, "label", "Field required")]
+    assert parse(b"\xef\xbb\xbf" + jsonl(good) + b"\n\n").rows == [good]
+
+
+def test_wrong_extension_names_the_accepted_ones():
+    message = invalid(jsonl(*ROWS["classification"]), "train.txt").message
+    assert "'train.txt'" in message
+    assert all(ext in message for ext in (".jsonl", ".json", ".csv"))
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n  \n", b"text,label\n"])
+def test_a_file_without_rows_is_refused(data):
+    filename = "train.csv" if data.startswith(b"text") else "train.jsonl"
+    assert invalid(data, filename).message == "the file has no rows"
+
+
+def test_oversized_file_names_both_sizes():
+    data = jsonl(*ROWS["classification"])
+    with pytest.raises(PayloadTooLarge) as caught:
+        parse(data, max_bytes=len(data) - 1)
+    assert caught.value.param == "file"
+    assert str(len(data)) in caught.value.message
+    assert str(len(data) - 1) in caught.value.message
+    assert parse(data, max_bytes=len(data)).rows == ROWS["classification"]
+
+
+def test_too_many_rows_counts_unreadable_ones_too():
+    data = jsonl(*ROWS["classification"]) + b"{broken\n"
+    with pytest.raises(PayloadTooLarge) as caught:
+        parse(data, max_rows=2)
+    assert caught.value.param == "file"
+    assert "3 rows" in caught.value.message
+    assert "at most 2" in caught.value.message
+
+
+def test_non_utf8_names_offset_and_line():
+    data = b"\xef\xbb\xbf" + jsonl(ROWS["classification"][0]) + b'{"text": "caf\xe9"}\n'
+    offset = data.index(b"\xe9")
+    message = invalid(data).message
+    assert f"byte 0xe9 at byte offset {offset} (line 2)" in message
+
+
+def test_bad_json_and_non_objects_are_whole_line_errors():
+    good = ROWS["classification"][0]
+    data = jsonl(good) + b"\n" + b'{"text": "x", "label": \n' + jsonl([good], "text", None)
+    error = invalid(data)
+    assert error.message.startswith("4 rows are invalid; first errors: line 3: not valid JSON")
+    errors = row_errors(error)
+    assert [(e.line, e.field) for e in errors] == [(3, None), (4, None), (5, None), (6, None)]
+    assert [e.message for e in errors[1:]] == [
+        "expected a JSON object, got an array",
+        "expected a JSON object, got a string",
+        "expected a JSON object, got null",
+    ]
+
+
+def test_no_valid_object_at_all_reports_the_lines():
+    error = invalid(b"[1]\nnot json\n")
+    assert [e.line for e in row_errors(error)] == [1, 2]
+
+
+def test_missing_field_and_wrong_type_are_named():
+    rows = [ROWS["classification"][0], {"text": "x"}, {"text": "y", "label": 1}]
+    error = invalid(jsonl(*rows))
+    assert row_errors(error) == [
+        RowError(2, "label", "Field required"),
+        RowError(3, "label", "Input should be a valid string"),
+    ]
+    assert error.message == (
+        "2 rows are invalid; first errors: line 2, field 'label': Field required; "
+        "line 3, field 'label': Input should be a valid string"
+    )
+    assert error.to_dict()["details"] == [
+        {"line": 2, "field": "label", "message": "Field required"},
+        {"line": 3, "field": "label", "message": "Input should be a valid string"},
+    ]
+
+
+def test_nested_fields_are_dotted():
+    rows = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Yo"}]}]
+    errors = row_errors(invalid(jsonl(*rows)))
+    assert [(e.line, e.field) for e in errors] == [(1, "messages.1.role")]
+
+
+def test_ner_length_mismatch_and_non_iob2_tags():
+    rows = [
+        {"tokens": ["Anna", "flew"], "tags": ["B-PER"]},
+        {"tokens": ["Anna", "flew", "home"], "tags": ["PER", "O", "B-"]},
+    ]
+    assert row_errors(invalid(jsonl(*rows))) == [
+        RowError(1, None, "2 tokens but 1 tags"),
+        RowError(2, "tags.0", "'PER' is not an IOB2 tag (O, B-TYPE or I-TYPE)"),
+        RowError(2, "tags.2", "'B-' is not an IOB2 tag (O, B-TYPE or I-TYPE)"),
+    ]
+
+
+def test_qa_answer_not_in_context():
+    row = {**ROWS["qa"][0], "answers": {"text": ["Paris"], "answer_start": [0]}}
+    assert row_errors(invalid(jsonl(row))) == [
+        RowError(1, None, "answer 'Paris' is not at character 0 of the context")
+    ]
+
+
+def test_unknown_row_shape_lists_the_accepted_ones():
+    message = invalid(jsonl({"prompt": "a", "completion": "b"})).message
+    assert "['completion', 'prompt']" in message
+    for shape in ("{label, text}", "{tags, tokens}", "{messages}", "{source, target}"):
+        assert shape in message
+
+
+def test_max_errors_caps_the_list_but_not_the_count():
+    rows = [{"text": "x"}] * 30 + [ROWS["classification"][0]] + [{"label": 3}] * 5
+    error = invalid(jsonl(*rows), max_errors=4)
+    assert error.message.startswith("35 rows are invalid; first errors: line 1,")
+    assert [e.line for e in row_errors(error)] == [1, 2, 3, 4]
+    assert "line 5" not in error.message
+
+
+def test_check_labels_allows_or_refuses_new_labels():
+    known = ["negative", "positive"]
+    assert check_labels(["negative"], known, allow_new=False, task="classification") == []
+    new = check_labels(["meh", "negative", "ugh"], known, allow_new=True, task="classification")
+    assert new == ["meh", "ugh"]
+    with pytest.raises(InvalidRequest) as caught:
+        check_labels(["B-ORG", "O"], ["O", "B-PER"], allow_new=False, task="ner")
+    assert caught.value.param == "labels"
+    assert "B-ORG" in caught.value.message
+    assert "tags" in caught.value.message
+
+
+@pytest.mark.parametrize(("n", "fraction", "held_out"), [(2, 0.1, 1), (10, 0.2, 2), (10, 1.0, 9)])
+def test_seeded_split_is_deterministic_and_sized(n, fraction, held_out):
+    rows = [{"i": i} for i in range(n)]
+    train, validation = seeded_split(rows, fraction, seed=7)
+    assert len(validation) == held_out
+    assert sorted(r["i"] for r in train + validation) == list(range(n))
+    assert train == sorted(train, key=lambda r: r["i"])  # file order is kept
+    assert (train, validation) == seeded_split(rows, fraction, seed=7)
+
+
+def test_seeded_split_depends_on_the_seed_and_needs_two_rows():
+    rows = [{"i": i} for i in range(50)]
+    assert seeded_split(rows, 0.2, seed=1) != seeded_split(rows, 0.2, seed=2)
+    with pytest.raises(InvalidRequest):
+        seeded_split(rows[:1], 0.2, seed=1)
+
+
+def test_jsonl_round_trip():
+    rows = [*ROWS["chat"], {"text": "naïve\u2028line", "label": "ü"}]
+    stored = rows_to_jsonl(rows)
+    assert stored.count(b"\n") == len(rows)
+    assert read_jsonl(stored) == rows
+    assert read_jsonl(b"") == []
