@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 from transformers import AutoConfig
 
 from tuneserve.api.fine_tuning import Hyperparameters, Promotion
@@ -21,15 +17,7 @@ from tuneserve.settings import Settings
 from tuneserve.tasks import handler_for
 from tuneserve.training.data import check_labels, read_jsonl, rows_to_jsonl, seeded_split
 from tuneserve.training.evaluate import check_metric, decide, evaluate_model
-from tuneserve.training.loop import train_loop_per_worker
-
-
-class JobFailure(Exception):
-    """Why a job failed, as the job's ``error`` (code, message, param)."""
-
-    def __init__(self, code: str, message: str, param: str | None = None):
-        super().__init__(message)
-        self.code, self.message, self.param = code, message, param
+from tuneserve.training.trainer import JobFailure, check_resources, train
 
 
 @dataclass(frozen=True)
@@ -103,98 +91,6 @@ def _plan(
         ),
         validation_rows=validation,
     )
-
-
-def check_resources(hyper: Hyperparameters, settings: Settings) -> None:
-    """Fail fast on what the cluster cannot give: Ray Train would otherwise wait forever."""
-    cpus = hyper.num_workers * settings.train_cpus_per_worker
-    gpus = hyper.num_workers if hyper.use_gpu else 0
-    total, free = ray.cluster_resources(), ray.available_resources()
-    if gpus > total.get("GPU", 0):
-        raise JobFailure(
-            "resource_unavailable",
-            f"use_gpu needs {gpus} GPU(s); the cluster has {total.get('GPU', 0):g}",
-            "hyperparameters.use_gpu",
-        )
-    if cpus > total.get("CPU", 0):
-        raise JobFailure(
-            "resource_unavailable",
-            f"{hyper.num_workers} worker(s) need {cpus:g} "
-            f"CPUs; the cluster has {total.get('CPU', 0):g}",
-            "hyperparameters.num_workers",
-        )
-    if cpus > free.get("CPU", 0) or gpus > free.get("GPU", 0):
-        raise JobFailure(
-            "resource_unavailable",
-            f"{hyper.num_workers} worker(s) need {cpus:g} "
-            f"CPUs and {gpus} GPUs; {free.get('CPU', 0):g} CPUs and "
-            f"{free.get('GPU', 0):g} GPUs are free now",
-            "hyperparameters.num_workers",
-        )
-
-
-@ray.remote(num_cpus=0)
-def _fit(trainer: TorchTrainer) -> dict[str, Any]:
-    """Runs in its own task, so that a cancel can kill it (and the workers it owns)."""
-    result = trainer.fit()
-    return {
-        "metrics": result.metrics,
-        "checkpoint": result.checkpoint,
-        "checkpoints": [(c.path, m) for c, m in (result.best_checkpoints or [])],
-    }
-
-
-def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
-    hyper = plan.hyper
-    resources = {"CPU": settings.train_cpus_per_worker} | ({"GPU": 1} if hyper.use_gpu else {})
-    config = {
-        "job_id": job.id,
-        "task": job.task,
-        "settings": settings.model_dump(mode="json"),
-        "base_uri": plan.base_uri,
-        "train_uri": plan.train_uri,
-        "validation_uri": plan.validation_uri,
-        "epochs": plan.epochs,
-        "batch_size": plan.batch_size,
-        "learning_rate": plan.learning_rate,
-        "warmup_ratio": hyper.warmup_ratio,
-        "weight_decay": hyper.weight_decay,
-        "seed": plan.seed,
-        "max_length": plan.max_length,
-        "torch_threads": settings.train_torch_threads,
-        "check_every_steps": settings.train_check_every_steps,
-        "early_stopping_patience": hyper.early_stopping_patience,
-    }
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(
-            num_workers=hyper.num_workers, use_gpu=hyper.use_gpu, resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name=job.id,
-            storage_path=settings.checkpoint_url,
-            failure_config=FailureConfig(max_failures=settings.train_max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=None),
-        ),
-    )
-
-
-def _train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> dict | None:
-    """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed)."""
-    ref = _fit.remote(_trainer(job, plan, settings))
-    cancel_seen: float | None = None
-    while not ray.wait([ref], timeout=0.5)[0]:
-        if cancel_seen is None and jobs.get_job(job.id).cancel_requested:
-            cancel_seen = time.monotonic()
-        if cancel_seen is not None and time.monotonic() - cancel_seen > settings.cancel_grace_s:
-            ray.cancel(ref, force=True)
-            return None
-    try:
-        outcome = ray.get(ref)
-    except Exception as error:
-        raise JobFailure("training_failed", f"training failed: {error}") from error
-    return None if outcome["metrics"].get("cancelled") else outcome
 
 
 # --- evaluating ------------------------------------------------------------------------
@@ -296,7 +192,7 @@ def run_job(
         f"training on {plan.hyper.num_workers} worker(s): {plan.epochs} "
         f"epoch(s), batch {plan.batch_size}, learning rate {plan.learning_rate:g}",
     )
-    outcome = _train(job, plan, settings, jobs)
+    outcome = train(job, plan, settings, jobs)
     if outcome is None:
         jobs.transition(job.id, ("running",), "cancelled")
         return

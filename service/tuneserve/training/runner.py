@@ -19,7 +19,8 @@ from tuneserve.errors import TuneserveError
 from tuneserve.registry import connect
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
-from tuneserve.training.job import JobFailure, run_job, validate_job
+from tuneserve.training.job import run_job, validate_job
+from tuneserve.training.trainer import JobFailure
 
 RUNNER_NAME = "tuneserve-job-runner"
 logger = logging.getLogger("tuneserve.runner")

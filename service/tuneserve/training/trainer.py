@@ -1,0 +1,158 @@
+"""Driving Ray Train for one job: resources, the TorchTrainer, cancel, clean-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+from tuneserve.api.fine_tuning import Hyperparameters
+from tuneserve.registry.jobs import JobInfo, JobStore
+from tuneserve.settings import Settings
+from tuneserve.training.loop import train_loop_per_worker
+
+if TYPE_CHECKING:
+    from tuneserve.training.job import Plan
+
+
+class JobFailure(Exception):
+    """Why a job failed, as the job's ``error`` (code, message, param)."""
+
+    def __init__(self, code: str, message: str, param: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+def check_resources(hyper: Hyperparameters, settings: Settings) -> None:
+    """Fail fast on what the cluster cannot give: Ray Train would otherwise wait forever."""
+    cpus = hyper.num_workers * settings.train_cpus_per_worker
+    gpus = hyper.num_workers if hyper.use_gpu else 0
+    total, free = ray.cluster_resources(), ray.available_resources()
+    if gpus > total.get("GPU", 0):
+        raise JobFailure(
+            "resource_unavailable",
+            f"use_gpu needs {gpus} GPU(s); the cluster has {total.get('GPU', 0):g}",
+            "hyperparameters.use_gpu",
+        )
+    if cpus > total.get("CPU", 0):
+        raise JobFailure(
+            "resource_unavailable",
+            f"{hyper.num_workers} worker(s) need {cpus:g} "
+            f"CPUs; the cluster has {total.get('CPU', 0):g}",
+            "hyperparameters.num_workers",
+        )
+    if cpus > free.get("CPU", 0) or gpus > free.get("GPU", 0):
+        raise JobFailure(
+            "resource_unavailable",
+            f"{hyper.num_workers} worker(s) need {cpus:g} "
+            f"CPUs and {gpus} GPUs; {free.get('CPU', 0):g} CPUs and "
+            f"{free.get('GPU', 0):g} GPUs are free now",
+            "hyperparameters.num_workers",
+        )
+
+
+@ray.remote(num_cpus=0)
+def _fit(trainer: TorchTrainer, start_timeout_s: float) -> dict[str, Any]:
+    """Runs in its own task, so that a cancel can kill it (and the workers it owns).
+
+    Ray Train v2 reads the worker-group start timeout from the environment of the process
+    that calls ``fit``; without it (and ``controller_failure_limit=0``) a placement that can
+    never be met is retried forever.
+    """
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(start_timeout_s)
+    result = trainer.fit()
+    return {
+        "metrics": result.metrics,
+        "checkpoint": result.checkpoint,
+        "checkpoints": [(c.path, m) for c, m in (result.best_checkpoints or [])],
+    }
+
+
+def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
+    hyper = plan.hyper
+    resources = {"CPU": settings.train_cpus_per_worker} | ({"GPU": 1} if hyper.use_gpu else {})
+    config = {
+        "job_id": job.id,
+        "task": job.task,
+        "settings": settings.model_dump(mode="json"),
+        "base_uri": plan.base_uri,
+        "train_uri": plan.train_uri,
+        "validation_uri": plan.validation_uri,
+        "epochs": plan.epochs,
+        "batch_size": plan.batch_size,
+        "learning_rate": plan.learning_rate,
+        "warmup_ratio": hyper.warmup_ratio,
+        "weight_decay": hyper.weight_decay,
+        "seed": plan.seed,
+        "max_length": plan.max_length,
+        "torch_threads": settings.train_torch_threads,
+        "check_every_steps": settings.train_check_every_steps,
+        "early_stopping_patience": hyper.early_stopping_patience,
+    }
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=hyper.num_workers, use_gpu=hyper.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=job.id,
+            storage_path=settings.checkpoint_url,
+            failure_config=FailureConfig(
+                max_failures=settings.train_max_failures, controller_failure_limit=0
+            ),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+        ),
+    )
+
+
+def _reserved_groups() -> set[str]:
+    return {
+        group_id
+        for group_id, info in ray.util.placement_group_table().items()
+        if info["state"] == "CREATED"
+    }
+
+
+def _release_groups(group_ids: set[str]) -> None:
+    """Free a killed run's worker reservation at once.
+
+    Ray Train removes it through a cleaner that needs the dashboard's state API; without
+    the dashboard the CPUs would stay reserved until the cluster stops.
+    """
+    from ray._raylet import PlacementGroupID
+
+    for group_id in group_ids:
+        remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(group_id)))
+
+
+def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> dict | None:
+    """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed)."""
+    before = _reserved_groups()
+    ref = _fit.remote(_trainer(job, plan, settings), settings.train_start_timeout_s)
+    cancel_seen: float | None = None
+    while not ray.wait([ref], timeout=0.5)[0]:
+        if cancel_seen is None and jobs.get_job(job.id).cancel_requested:
+            cancel_seen = time.monotonic()
+        if cancel_seen is not None and time.monotonic() - cancel_seen > settings.cancel_grace_s:
+            ray.cancel(ref, force=True)
+            # runs one job at a time by default, so the groups made since are this job's
+            _release_groups(_reserved_groups() - before)
+            return None
+    try:
+        outcome = ray.get(ref)
+    except Exception as error:
+        if "WorkerGroupStartupTimeoutError" in repr(error):
+            raise JobFailure(
+                "resource_unavailable",
+                "the training workers did not start within "
+                f"{settings.train_start_timeout_s:g} s: the cluster is busy",
+                "hyperparameters.num_workers",
+            ) from error
+        raise JobFailure("training_failed", f"training failed: {error}") from error
+    return None if outcome["metrics"].get("cancelled") else outcome

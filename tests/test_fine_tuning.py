@@ -1,0 +1,212 @@
+"""Fine-tuning end to end over HTTP: files, jobs on Ray Train, evaluation, gate, promotion.
+
+Jobs cost ≈10–30 s each here, so a module fixture creates the five per-task jobs at once
+(they queue and run one after another) and the tests share them. They fine-tune copies of
+the starter models ("ft-…"), so the serving tests keep their own production versions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+import ray
+from tuneserve.registry import connect
+from tuneserve.zoo.recipes import RECIPES
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+ROUTES = {
+    "classification": ("/v1/classify", {"inputs": "Great."}),
+    "ner": ("/v1/ner", {"inputs": "Anna flew to Paris."}),
+    "qa": ("/v1/qa", {"question": "Who?", "context": "Anna did."}),
+    "translation": ("/v1/translate", {"inputs": "The dog sees the ball."}),
+    "chat": (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3},
+    ),
+}
+
+
+def jsonl(rows: list[dict]) -> bytes:
+    return "\n".join(json.dumps(row) for row in rows).encode()
+
+
+def upload(http: httpx.Client, rows: list[dict], name: str = "train.jsonl") -> str:
+    response = http.post(
+        "/v1/files", files={"file": (name, jsonl(rows))}, data={"purpose": "fine-tune"}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def create_job(http: httpx.Client, **body) -> dict:
+    response = http.post("/v1/fine_tuning/jobs", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for(http: httpx.Client, job_id: str, statuses=TERMINAL, timeout_s: float = 600) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def copies(ready_service, service_settings, starter_models) -> dict[str, str]:
+    """task → name of an 'ft-' copy of that task's starter model, version 1 = production."""
+    registry, _ = connect(service_settings)
+    names = {}
+    for name, report in starter_models.items():
+        copy = f"ft-{name}"
+        first = registry.get_version(name, 1)
+        registry.create_model(copy, report.task, "fine-tuning test copy")
+        if not registry.list_versions(copy):
+            registry.register_version(
+                copy, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
+            )
+            registry.move_alias(copy, "production", 1, None)
+        names[report.task] = copy
+    registry.engine.dispose()
+    return names
+
+
+@pytest.fixture(scope="module")
+def task_jobs(http, copies) -> dict[str, dict]:
+    """One small job per task, all created up front; values are the finished jobs."""
+    created = {}
+    for recipe in RECIPES.values():
+        rows = recipe.data.generate("train", 40, seed=21)
+        file_id = upload(http, rows)
+        created[recipe.task] = create_job(
+            http,
+            model=copies[recipe.task],
+            training_file=file_id,
+            hyperparameters={"n_epochs": 1, "batch_size": 8, "seed": 3},
+            promotion={"min_delta": -1000},  # promote whatever it scores: serving is the point
+        )
+    return {task: wait_for(http, job["id"]) for task, job in created.items()}
+
+
+@pytest.mark.parametrize("task", list(ROUTES))
+def test_each_task_fine_tunes_and_serves_the_new_version(http, task_jobs, copies, task):
+    job = task_jobs[task]
+    assert job["status"] == "succeeded", job["error"]
+    name = copies[task]
+    assert job["fine_tuned_model"] == f"{name}@2" and job["task"] == task
+    assert job["result"]["promoted"] is True and job["result"]["candidate_version"] == 2
+    assert job["trained_tokens"] > 0 and job["trained_examples"] > 0
+    route, body = ROUTES[task]
+    served = http.post(route, json={**body, "model": name}).json()
+    assert served["version"] == 2
+    versions = http.get(f"/v1/models/{name}/versions").json()["data"]
+    new = versions[-1]
+    assert new["aliases"] == ["candidate", "production"] and new["base_version"] == 1
+    assert new["lineage"]["job"] == job["id"] and new["metrics"]
+    events = http.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()
+    messages = [event["message"] for event in events["data"]]
+    assert any(m.startswith("epoch 1 done") for m in messages)
+    assert any(m.startswith("promoted") for m in messages)
+    checkpoints = http.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"]
+    assert checkpoints and checkpoints[0]["metrics"]["epoch"] == 1
+
+
+def test_wrong_labels_are_evaluated_and_not_promoted(http, copies, task_jobs):
+    name = copies["classification"]
+    production = http.get(f"/v1/models/{name}").json()["aliases"]["production"]
+    rows = RECIPES["sentiment"].data.generate("train", 80, seed=8)
+    flipped = [
+        {"text": r["text"], "label": "negative" if r["label"] == "positive" else "positive"}
+        for r in rows
+    ]
+    validation = upload(http, RECIPES["sentiment"].data.generate("heldout", 40, seed=8))
+    job = wait_for(
+        http,
+        create_job(
+            http,
+            model=name,
+            training_file=upload(http, flipped),
+            validation_file=validation,
+            hyperparameters={"n_epochs": 3, "batch_size": 8, "learning_rate": 3e-4},
+        )["id"],
+    )
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["promoted"] is False and "does not beat" in result["reason"]
+    assert result["candidate_metrics"]["accuracy"] < result["production_metrics"]["accuracy"]
+    aliases = http.get(f"/v1/models/{name}").json()["aliases"]
+    assert aliases["production"] == production
+    assert aliases["candidate"] == result["candidate_version"]
+
+
+def test_resource_errors_fail_fast(http, copies):
+    file_id = upload(http, RECIPES["sentiment"].data.generate("train", 20, seed=1))
+    for hyper, param in (
+        ({"use_gpu": True}, "hyperparameters.use_gpu"),
+        ({"num_workers": 64}, "hyperparameters.num_workers"),
+    ):
+        started = time.monotonic()
+        job = wait_for(
+            http,
+            create_job(
+                http, model=copies["classification"], training_file=file_id, hyperparameters=hyper
+            )["id"],
+        )
+        assert job["status"] == "failed"
+        assert job["error"]["code"] == "resource_unavailable"
+        assert job["error"]["param"] == param
+        assert time.monotonic() - started < 60
+
+
+def _training_workers() -> int:
+    table = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return sum("RayTrainWorker" in line for line in table.splitlines())
+
+
+def test_cancel_stops_training_and_frees_the_cluster(http, copies, task_jobs):
+    free_before = ray.available_resources().get("CPU", 0)
+    file_id = upload(http, RECIPES["sentiment"].data.generate("train", 200, seed=2))
+    job = create_job(
+        http,
+        model=copies["classification"],
+        training_file=file_id,
+        hyperparameters={"n_epochs": 50, "batch_size": 4},
+    )
+    wait_for(http, job["id"], statuses={"running"})
+    deadline = time.monotonic() + 120
+    while not any(
+        "step" in (e["data"] or {})
+        for e in http.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
+    ):
+        assert time.monotonic() < deadline, "training never reached a step"
+        time.sleep(0.2)
+    assert http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").status_code == 200
+    cancelled_at = time.monotonic()
+    assert wait_for(http, job["id"], timeout_s=30)["status"] == "cancelled"
+    while ray.available_resources().get("CPU", 0) < free_before or _training_workers():
+        assert time.monotonic() - cancelled_at < 10, "resources not back within 10 s"
+        time.sleep(0.1)
+    again = http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+
+
+def test_two_worker_ddp_job(http, copies, task_jobs):
+    file_id = upload(http, RECIPES["entities"].data.generate("train", 40, seed=4))
+    job = wait_for(
+        http,
+        create_job(
+            http,
+            model=copies["ner"],
+            training_file=file_id,
+            hyperparameters={"n_epochs": 1, "batch_size": 4, "num_workers": 2},
+            promotion={"auto": False},
+        )["id"],
+    )
+    assert job["status"] == "succeeded", job["error"]
+    assert "automatic promotion is off" in job["result"]["reason"] or not job["result"]["promoted"]
