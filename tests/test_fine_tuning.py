@@ -210,3 +210,110 @@ def test_two_worker_ddp_job(http, copies, task_jobs):
     )
     assert job["status"] == "succeeded", job["error"]
     assert "automatic promotion is off" in job["result"]["reason"] or not job["result"]["promoted"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "status", "needle"),
+    [
+        ("rows.txt", b'{"text": "a", "label": "positive"}', 400, "not an accepted training file"),
+        ("rows.jsonl", b"", 400, "no rows"),
+        ("rows.jsonl", b'{"text": "caf\xe9", "label": "positive"}', 400, "UTF-8"),
+        ("rows.jsonl", b'{"text": "ok", "label": "positive"}\n{"text": oops}\n', 400, "line 2"),
+        ("rows.jsonl", b'{"text": "ok"}\n', 400, "label"),
+        ("rows.jsonl", b"x" * (300 * 1024), 413, "bytes"),
+    ],
+)
+def test_bad_files_get_a_4xx_naming_line_and_field(
+    http, ready_service, name, content, status, needle
+):
+    response = http.post(
+        "/v1/files", files={"file": (name, content)}, data={"purpose": "fine-tune"}
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert needle in error["message"] and error["param"] == "file"
+
+
+def test_bad_file_errors_list_every_row_and_purpose_is_checked(http, ready_service):
+    rows = b'{"text": "ok", "label": "positive"}\n{"text": 5, "label": "x"}\n\n{"text": "a"}\n'
+    error = http.post(
+        "/v1/files", files={"file": ("r.jsonl", rows)}, data={"purpose": "fine-tune"}
+    ).json()["error"]
+    assert [(d["line"], d["field"]) for d in error["details"]] == [(2, "text"), (4, "label")]
+    wrong = http.post("/v1/files", files={"file": ("r.jsonl", rows)}, data={"purpose": "x"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "purpose"
+
+
+def test_files_are_listed_retrieved_and_deleted_but_not_while_in_use(http, copies):
+    file_id = upload(http, RECIPES["sentiment"].data.generate("train", 30, seed=6), "s.jsonl")
+    info = http.get(f"/v1/files/{file_id}").json()
+    assert info["rows"] == 30 and info["task"] == "classification"
+    assert info["labels"] == ["negative", "positive"] and len(info["sha256"]) == 64
+    assert file_id in [f["id"] for f in http.get("/v1/files").json()["data"]]
+    job = create_job(
+        http, model=copies["classification"], training_file=file_id, hyperparameters={"n_epochs": 1}
+    )
+    busy = http.delete(f"/v1/files/{file_id}")
+    assert busy.status_code == 409 and job["id"] in busy.json()["error"]["message"]
+    wait_for(http, job["id"])
+    assert http.delete(f"/v1/files/{file_id}").json() == {
+        "id": file_id,
+        "object": "file",
+        "deleted": True,
+    }
+    assert http.get(f"/v1/files/{file_id}").status_code == 404
+
+
+def test_job_requests_are_validated(http, copies):
+    file_id = upload(http, RECIPES["sentiment"].data.generate("train", 10, seed=7))
+    cases = [
+        ({"model": "nope", "training_file": file_id}, 404, "model"),
+        ({"model": copies["classification"], "training_file": "file-missing"}, 404, "file_id"),
+        (
+            {
+                "model": copies["classification"],
+                "training_file": file_id,
+                "hyperparameters": {"n_epochs": 0},
+            },
+            422,
+            "hyperparameters.n_epochs",
+        ),
+        ({"model": copies["classification"], "training_file": file_id, "task": "ner"}, 400, "task"),
+    ]
+    for body, status, param in cases:
+        response = http.post("/v1/fine_tuning/jobs", json=body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"]["param"] == param
+    ner_rows = upload(http, RECIPES["entities"].data.generate("train", 10, seed=7))
+    job = wait_for(
+        http, create_job(http, model=copies["classification"], training_file=ner_rows)["id"]
+    )
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_file"
+
+
+def test_openai_sdk_drives_files_and_jobs(ready_service, copies, task_jobs):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{ready_service}/v1", api_key="unused")
+    rows = jsonl(RECIPES["sentiment"].data.generate("train", 24, seed=9))
+    uploaded = client.files.create(file=("sdk.jsonl", rows), purpose="fine-tune")
+    assert uploaded.id.startswith("file-") and uploaded.bytes == len(rows)
+    job = client.fine_tuning.jobs.create(
+        model=copies["classification"],
+        training_file=uploaded.id,
+        suffix="sdk",
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}},
+        },
+    )
+    assert job.id.startswith("ftjob-") and job.hyperparameters.n_epochs == 1
+    assert client.fine_tuning.jobs.retrieve(job.id).user_provided_suffix == "sdk"
+    listed = [j.id for j in client.fine_tuning.jobs.list(limit=2)]  # auto-paginates
+    assert job.id in listed and len(listed) == len(set(listed)) > 2
+    cancelled = client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status in {"cancelled", "running", "queued", "validating_files"}
+    wait_for(httpx.Client(base_url=ready_service, timeout=60), job.id)
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=2))
+    assert any("cancel" in event.message for event in events)

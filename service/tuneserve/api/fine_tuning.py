@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from tuneserve.errors import InvalidRequest
 
@@ -41,9 +41,9 @@ class Hyperparameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_epochs: int | Literal["auto"] = Field(default="auto")
-    batch_size: int | Literal["auto"] = Field(default="auto")
-    learning_rate_multiplier: float | Literal["auto"] = Field(default="auto")
+    n_epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    learning_rate_multiplier: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
     # --- tuneserve extensions ---
     learning_rate: float | None = Field(default=None, gt=0, description="Overrides multiplier.")
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
@@ -57,16 +57,6 @@ class Hyperparameters(BaseModel):
         ge=1,
         description="Stop after this many epochs without a lower validation loss.",
     )
-
-    @model_validator(mode="after")
-    def _positive(self) -> Hyperparameters:
-        for name in ("n_epochs", "batch_size"):
-            value = getattr(self, name)
-            if value != "auto" and value < 1:
-                raise ValueError(f"{name} must be at least 1 or 'auto'")
-        if self.learning_rate_multiplier != "auto" and self.learning_rate_multiplier <= 0:
-            raise ValueError("learning_rate_multiplier must be positive or 'auto'")
-        return self
 
 
 class Promotion(BaseModel):

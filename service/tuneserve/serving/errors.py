@@ -65,7 +65,9 @@ def error_response(error: TuneserveError) -> JSONResponse:
 
 def _is_field(part: str | int) -> bool:
     """Whether a pydantic error location part names a field (not a union member's type)."""
-    return isinstance(part, int) or (part != "body" and "[" not in part and part not in _TYPES)
+    if isinstance(part, int):
+        return True
+    return part != "body" and part not in _TYPES and not any(c in part for c in "[-")
 
 
 _TYPES = {"str", "int", "float", "bool", "list", "dict", "none"}
