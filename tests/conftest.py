@@ -79,6 +79,8 @@ def service_settings(zoo_settings: Settings, starter_models, tmp_path_factory) -
         # Ray's socket paths must stay short: a temp dir under the project's data dir
         ray_temp_dir=Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
         task_server={"num_cpus": 0.1, "max_ongoing_requests": 64},
+        # two classification replicas: promotion must reach every one of them
+        task_overrides={"classification": {"num_replicas": 2}},
         alias_cache_ttl_s=0.2,
         max_upload_bytes=256 * 1024,  # small, so the oversize test uploads little
         default_batch_size=8,

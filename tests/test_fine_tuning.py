@@ -317,3 +317,81 @@ def test_openai_sdk_drives_files_and_jobs(ready_service, copies, task_jobs):
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=2))
     assert any("cancel" in event.message for event in events)
+
+
+def _replica_ids(task: str) -> set[str]:
+    from ray import serve
+
+    handle = serve.get_deployment_handle(f"TaskServer-{task}", app_name="tuneserve")
+    return {info["replica_id"] for info in handle.broadcast("info").results(timeout_s=60)}
+
+
+class Load:
+    """Continuous concurrent requests to one model, recording every answer."""
+
+    def __init__(self, url: str, model: str, threads: int = 6):
+        import threading
+
+        self.url, self.model, self.answers = url, model, []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            for _ in range(10_000):  # bounded; stopped long before
+                if self.stop.is_set():
+                    return
+                response = client.post(
+                    "/v1/classify", json={"inputs": "A fine film.", "model": self.model}
+                )
+                version = response.json().get("version") if response.status_code == 200 else None
+                self.answers.append((time.monotonic(), response.status_code, version))
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def wait_for_version(self, version: int, after: float, timeout_s: float = 30) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            served = [a for a in self.answers if a[0] > after]
+            if len(served) >= 20 and all(v == version for _, _, v in served[-20:]):
+                return min(t for t, _, v in served if v == version)
+            time.sleep(0.05)
+        raise AssertionError(f"responses never settled on version {version}")
+
+
+def test_hot_swap_under_load_drops_nothing_and_keeps_replicas(
+    ready_service, http, copies, task_jobs
+):
+    name = copies["classification"]
+    aliases = http.get(f"/v1/models/{name}").json()["aliases"]
+    old = aliases["production"]
+    new = 1 if old != 1 else 2
+    replicas = _replica_ids("classification")
+    assert len(replicas) == 2
+    with Load(ready_service, name) as load:
+        load.wait_for_version(old, after=0)
+        started = time.monotonic()
+        swap = http.post(f"/v1/models/{name}/promote", json={"version": new})
+        assert swap.status_code == 200, swap.text
+        assert swap.json()["from_version"] == old and swap.json()["to_version"] == new
+        load.wait_for_version(new, after=started)
+        stale = http.post(f"/v1/models/{name}/promote", json={"version": old, "expected_from": old})
+        assert stale.status_code == 409
+        rolled_at = time.monotonic()
+        back = http.post(f"/v1/models/{name}/rollback")
+        assert back.status_code == 200 and back.json()["to_version"] == old
+        load.wait_for_version(old, after=rolled_at)
+    statuses = {status for _, status, _ in load.answers}
+    assert statuses == {200}, f"failed requests during swaps: {statuses}"
+    versions = [v for _, _, v in load.answers]
+    assert versions.count(new) > 0 and versions[-1] == old
+    assert _replica_ids("classification") == replicas  # nothing restarted
+    assert http.get(f"/v1/models/{name}").json()["aliases"]["production"] == old

@@ -147,12 +147,23 @@ def test_openapi_describes_every_route_with_schemas(ready_service, http):
 
 
 def _server_info(task: str) -> dict:
+    """Every replica's info, merged: batch records and chat stats keyed by replica."""
     handle = serve.get_deployment_handle(f"TaskServer-{task}", app_name="tuneserve")
-    return handle.info.remote().result()
+    infos = handle.broadcast("info").results(timeout_s=60)
+    merged = {"batches": {}, "chat": {}}
+    for info in infos:
+        for label, records in info["batches"].items():
+            merged["batches"][(info["replica_id"], label)] = records
+        merged["chat"].update(info["chat"])
+    return merged
 
 
-def _items_per_batch(info: dict, label: str) -> list[list[int]]:
-    return info["batches"].get(label, [])
+def _new_batches(before: dict, after: dict, label: str) -> list[list[int]]:
+    new = []
+    for (replica, name), records in after["batches"].items():
+        if name == label:
+            new += records[len(before["batches"].get((replica, name), [])) :]
+    return new
 
 
 def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, http, service):
@@ -172,7 +183,7 @@ def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, h
         sent[model] += 2
     after = _server_info("classification")
     for label, items in sent.items():
-        new = _items_per_batch(after, label)[len(_items_per_batch(before, label)) :]
+        new = _new_batches(before, after, label)
         # each version's batcher saw exactly that version's items, and batched them
         assert sum(record[0] for record in new) == items
         assert max(record[1] for record in new) > 1, f"no batch of several requests: {new}"
