@@ -121,10 +121,12 @@ def serve_forever(settings: Settings) -> None:
     from tuneserve.serving import local
 
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         url = local.start(settings)
+        # after Ray's start-up, which installs handlers of its own: Ctrl-C and SIGTERM (how
+        # Kubernetes stops a pod) both end in the clean shutdown below
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         console.print(f"tuneserve is up at [bold]{url}[/bold]")
         console.print(f"  API docs:  {url}/docs      readiness: {url}/readyz")
         console.print("  stop it with Ctrl-C")

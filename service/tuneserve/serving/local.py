@@ -24,9 +24,12 @@ def start(settings: Settings) -> str:
                 _metrics_export_port=settings.ray_metrics_export_port,
                 log_to_driver=False,
             )
+    # the job runner first, and waited for: it marks jobs a previous run left mid-flight,
+    # so nobody sees a stale "running" job once the API answers
+    runner = get_or_start_runner(settings)
+    ray.get(runner.running.remote())
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
-    get_or_start_runner(settings)  # at once: it marks jobs a previous run left mid-flight
     return f"http://{settings.host}:{settings.port}"
 
 
