@@ -44,7 +44,8 @@ class Service:
             "TUNESERVE_MAX_SEQUENCE_LENGTH": "128",
             "TUNESERVE_TASK_SERVER__NUM_CPUS": "0.1",
             "TUNESERVE_SERVED_TASKS": '["classification"]',
-            "COLUMNS": "200", "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            "PYTHONUNBUFFERED": "1",
         }
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None

@@ -114,7 +114,7 @@ def test_malformed_json_and_unknown_routes(ready_service, http):
 
 def test_models_routes(ready_service, http):
     models = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
-    assert set(models) == {"sentiment", "entities", "qa", "translate-en-de", "chat"}
+    assert {"sentiment", "entities", "qa", "translate-en-de", "chat"} <= set(models)
     assert models["sentiment"]["aliases"] == {"production": 1, "candidate": 2}
     assert http.get("/v1/models/qa").json()["task"] == "qa"
     versions = http.get("/v1/models/sentiment/versions").json()["data"]
