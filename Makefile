@@ -30,6 +30,8 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.finetune
+	$(BIN)/python -m bench.hotswap
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)

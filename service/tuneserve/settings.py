@@ -243,7 +243,7 @@ class Settings(BaseSettings):
         if self.artifact_cache_dir is None:
             self.artifact_cache_dir = self.data_dir / "cache"
         if self.checkpoint_url is None:
-            self.checkpoint_url = str(self.data_dir / "checkpoints")
+            self.checkpoint_url = f"{self.artifact_url.rstrip('/')}/checkpoints"
         if self.zoo_cache_dir is None:
             self.zoo_cache_dir = self.data_dir / "zoo"
         if self.ray_temp_dir is None:

@@ -114,6 +114,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
 
     # --- the loop -----------------------------------------------------------------------
+    if rank == 0:
+        jobs.add_event(job_id, f"workers ready: {len(features)} training examples loaded")
     step, tokens, best, stale, cancelled = 0, 0.0, math.inf, 0, False
     model.train()
     for epoch in range(1, train.epochs + 1):
@@ -130,6 +132,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             step += 1
             epoch_loss += loss.item()
             tokens += float(batch["attention_mask"].sum())
+            if step == 1 and rank == 0:
+                jobs.add_event(job_id, f"first step done: loss {loss.item():.4f}")
             if step % config["check_every_steps"] == 0:
                 if rank == 0:
                     jobs.add_event(

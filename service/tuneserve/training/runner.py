@@ -71,8 +71,7 @@ class JobRunner:
         """Validate the oldest new job, or start the oldest queued one (compare-and-set)."""
         job = self.jobs.next_job(("validating_files",))
         if job is not None:
-            self._validate(job)
-            return None
+            self._validate(job)  # then straight on: it may be the next queued job
         job = self.jobs.next_job(("queued",))
         if job is not None and self.jobs.transition(job.id, ("queued",), "running"):
             return self.jobs.get_job(job.id)
