@@ -212,8 +212,8 @@ class Settings(BaseSettings):
     )
     checkpoint_url: str | None = Field(
         default=None,
-        description="Ray Train storage for checkpoints; default: "
-        "data_dir/checkpoints (an s3:// URL in production).",
+        description="Ray Train storage for epoch checkpoints; default: "
+        "<artifact_url>/checkpoints, inside the artifact store.",
     )
 
     # --- compute -----------------------------------------------------------------------
