@@ -33,7 +33,12 @@ class DeploymentOptions(BaseModel):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=4, ge=1)
     target_ongoing_requests: float = Field(default=8, gt=0)
-    num_cpus: float = Field(default=0.25, ge=0, description="Logical CPUs reserved per replica.")
+    num_cpus: float = Field(
+        default=0.1,
+        ge=0,
+        description="Logical CPUs reserved per replica; small, so that on a "
+        "small machine a training worker still finds a whole CPU free.",
+    )
     num_gpus: float = Field(default=0, ge=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(
@@ -173,7 +178,7 @@ class Settings(BaseSettings):
         description='Per-task changes to task_server, e.g. {"chat": {"num_gpus": 1}}.',
     )
     gateway: DeploymentOptions = Field(
-        default_factory=lambda: DeploymentOptions(num_cpus=0.1, max_ongoing_requests=256),
+        default_factory=lambda: DeploymentOptions(num_cpus=0.05, max_ongoing_requests=256),
         description="The HTTP gateway deployment.",
     )
 
