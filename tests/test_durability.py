@@ -57,8 +57,8 @@ class Service:
             [str(tuneserve), "run"],
             env=self.env,
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -77,7 +77,9 @@ class Service:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=120)
-        assert code == 0, f"the service did not stop cleanly (exit {code})"
+        self.log.flush()
+        log = Path(self.log.name).read_text(errors="replace")[-3000:]
+        assert code == 0, f"the service did not stop cleanly (exit {code}):\n{log}"
 
     def leftovers(self) -> list[str]:
         """Processes of this service's Ray cluster still alive, and who holds its port."""

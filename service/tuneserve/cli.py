@@ -115,18 +115,21 @@ def samples(
 
 def serve_forever(settings: Settings) -> None:
     """Start Ray Serve with the application, print where it is, stop cleanly on Ctrl-C."""
+    import os
     import signal
+    import sys
     import threading
 
     from tuneserve.serving import local
 
     stop = threading.Event()
     try:
-        url = local.start(settings)
-        # after Ray's start-up, which installs handlers of its own: Ctrl-C and SIGTERM (how
-        # Kubernetes stops a pod) both end in the clean shutdown below
+        local.connect_ray(settings)
+        # after ray.init, which installs handlers of its own, and before the API answers:
+        # Ctrl-C and SIGTERM (how Kubernetes stops a pod) both end in the shutdown below
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+        url = local.deploy(settings)
         console.print(f"tuneserve is up at [bold]{url}[/bold]")
         console.print(f"  API docs:  {url}/docs      readiness: {url}/readyz")
         console.print("  stop it with Ctrl-C")
@@ -134,3 +137,8 @@ def serve_forever(settings: Settings) -> None:
     finally:
         console.print("shutting down…")
         local.stop()
+    console.print("stopped")
+    # Ray is down; skip interpreter teardown, where Ray's leftover native threads can abort
+    # the process (SIGABRT) after a clean shutdown
+    sys.stdout.flush()
+    os._exit(0)

@@ -12,18 +12,29 @@ from tuneserve.training.runner import get_or_start_runner
 
 def start(settings: Settings) -> str:
     """Connect to (or start) Ray, deploy the application, and return its base URL."""
-    if not ray.is_initialized():
-        if settings.ray_address:
-            ray.init(address=settings.ray_address)
-        else:
-            settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
-            ray.init(
-                num_cpus=settings.ray_num_cpus,
-                _temp_dir=str(settings.ray_temp_dir),
-                include_dashboard=False,
-                _metrics_export_port=settings.ray_metrics_export_port,
-                log_to_driver=False,
-            )
+    connect_ray(settings)
+    return deploy(settings)
+
+
+def connect_ray(settings: Settings) -> None:
+    """Join the cluster at ``ray_address``, or start a local one under the data dir."""
+    if ray.is_initialized():
+        return
+    if settings.ray_address:
+        ray.init(address=settings.ray_address)
+        return
+    settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
+    ray.init(
+        num_cpus=settings.ray_num_cpus,
+        _temp_dir=str(settings.ray_temp_dir),
+        include_dashboard=False,
+        _metrics_export_port=settings.ray_metrics_export_port,
+        log_to_driver=False,
+    )
+
+
+def deploy(settings: Settings) -> str:
+    """Start the job runner and the Serve application on the connected cluster."""
     # the job runner first, and waited for: it marks jobs a previous run left mid-flight,
     # so nobody sees a stale "running" job once the API answers
     runner = get_or_start_runner(settings)
