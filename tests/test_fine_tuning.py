@@ -395,3 +395,40 @@ def test_hot_swap_under_load_drops_nothing_and_keeps_replicas(
     assert versions.count(new) > 0 and versions[-1] == old
     assert _replica_ids("classification") == replicas  # nothing restarted
     assert http.get(f"/v1/models/{name}").json()["aliases"]["production"] == old
+
+
+def test_new_labels_are_refused_unless_declared_then_served(http, copies, task_jobs):
+    name = copies["classification"]
+    rows = RECIPES["sentiment"].data.generate("train", 40, seed=12) + [
+        {"text": f"The {thing} was okay, neither good nor bad.", "label": "neutral"}
+        for thing in ("film", "meal", "book", "hotel", "album", "show", "game", "phone") * 2
+    ]
+    file_id = upload(http, rows)
+    refused = wait_for(
+        http,
+        create_job(http, model=name, training_file=file_id, hyperparameters={"n_epochs": 1})["id"],
+    )
+    assert refused["status"] == "failed" and refused["error"]["code"] == "invalid_labels"
+    assert "neutral" in refused["error"]["message"]
+    job = wait_for(
+        http,
+        create_job(
+            http,
+            model=name,
+            training_file=file_id,
+            promotion={"auto": False},
+            hyperparameters={"n_epochs": 2, "batch_size": 8, "allow_new_labels": True},
+        )["id"],
+    )
+    assert job["status"] == "succeeded", job["error"]
+    version = job["result"]["candidate_version"]
+    served = http.post(
+        "/v1/classify",
+        json={
+            "inputs": "The meal was okay, neither good nor bad.",
+            "model": f"{name}@{version}",
+            "top_k": 3,
+        },
+    ).json()
+    assert served["version"] == version
+    assert {s["label"] for s in served["results"][0]["top"]} == {"negative", "positive", "neutral"}

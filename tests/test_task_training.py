@@ -6,7 +6,7 @@ import pytest
 import torch
 from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.chat import IGNORED, ChatRow
-from tuneserve.tasks.classification import ClassificationRow
+from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
 from tuneserve.tasks.ner import NerRow
 from tuneserve.tasks.qa import QaRow
 from tuneserve.tasks.translation import TranslationRow
@@ -125,4 +125,27 @@ def test_evaluate_reports_the_primary_metric(name, handlers):
         0.0
         <= float(metrics[handler.primary_metric])
         <= (100.0 if name == "translate-en-de" else 1.0)
+    )
+
+
+def test_new_labels_grow_the_head_and_keep_the_old_predictions(load_handler):
+    handler = load_handler("sentiment")
+    item = ClassificationItem(text="The concert was absolutely wonderful.", top_k=2)
+    before = handler.predict([item])[0]
+    handler.add_labels(["neutral"])
+    assert handler.model.config.id2label == {0: "negative", 1: "positive", 2: "neutral"}
+    after = handler.predict([ClassificationItem(text=item.text, top_k=3)])[0]
+    assert after.label == before.label and len(after.top) == 3
+    rows = [ClassificationRow(text="It was fine, I guess.", label="neutral")]
+    batch = handler.collate(handler.training_features(rows))
+    assert batch["labels"].tolist() == [2] and float(handler.model(**batch).loss) > 0
+
+
+def test_ner_new_entity_types_add_both_tags(load_handler):
+    handler = load_handler("entities")
+    row = NerRow(tokens=["Monday", "Night", "Football"], tags=["B-EVENT", "I-EVENT", "I-EVENT"])
+    assert handler.row_labels(row) == ["B-EVENT", "I-EVENT"]
+    handler.add_labels(handler.row_labels(row))
+    assert (
+        handler.training_features([row])[0]["labels"][1] == handler.model.config.label2id["B-EVENT"]
     )

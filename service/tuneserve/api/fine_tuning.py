@@ -52,6 +52,11 @@ class Hyperparameters(BaseModel):
     max_sequence_length: int | None = Field(default=None, gt=8)
     num_workers: int = Field(default=1, ge=1, description="Ray Train workers (DDP).")
     use_gpu: bool = False
+    allow_new_labels: bool = Field(
+        default=False,
+        description="Add labels (NER: entity types) the base model lacks to "
+        "its output head, instead of refusing the file.",
+    )
     early_stopping_patience: int | None = Field(
         default=None,
         ge=1,

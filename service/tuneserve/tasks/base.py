@@ -174,6 +174,33 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
             offsets=offsets[first].tolist() if offsets is not None else None,
         )
 
+    def row_labels(self, row: RowT) -> list[str]:
+        """The labels a training row uses (classification, NER); none for other tasks."""
+        return []
+
+    def add_labels(self, labels: list[str]) -> None:
+        """Grow the model's output head by ``labels``, keeping what it learned for the old.
+
+        The new rows of the head start near zero, so the model predicts as before until
+        fine-tuning teaches it the new labels.
+        """
+        head = getattr(self.model, "classifier", None)
+        if not isinstance(head, torch.nn.Linear) or not labels:
+            raise InvalidRequest(f"{self.task} models cannot take new labels", param="labels")
+        grown = torch.nn.Linear(head.in_features, head.out_features + len(labels))
+        with torch.no_grad():
+            grown.weight.normal_(0.0, 0.02)
+            grown.bias.zero_()
+            grown.weight[: head.out_features] = head.weight
+            grown.bias[: head.out_features] = head.bias
+        self.model.classifier = grown.to(head.weight.device)
+        names = self._labels() + list(labels)
+        self.model.config.id2label = dict(enumerate(names))
+        self.model.config.label2id = {name: i for i, name in enumerate(names)}
+        self.model.config.num_labels = len(names)
+        if hasattr(self.model, "num_labels"):
+            self.model.num_labels = len(names)
+
     def _labels(self) -> list[str]:
         id2label = self.model.config.id2label
         return [id2label[i] for i in range(len(id2label))]

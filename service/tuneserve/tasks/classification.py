@@ -71,6 +71,9 @@ class ClassificationHandler(
             )
         return results
 
+    def row_labels(self, row: ClassificationRow) -> list[str]:
+        return [row.label]
+
     def training_features(self, rows: Sequence[ClassificationRow]) -> list[dict[str, Any]]:
         encoded = self.tokenizer(
             [row.text for row in rows], truncation=True, max_length=self.max_length

@@ -119,6 +119,11 @@ class NerHandler(TaskHandler[NerItem, NerRow, NerOutput]):
             results.append(NerOutput(entities=entities, truncated=batch.meta["truncated"][row]))
         return results
 
+    def row_labels(self, row: NerRow) -> list[str]:
+        """Its tags, and for every entity type both B- and I- (the head needs the pair)."""
+        kinds = {tag.partition("-")[2] for tag in row.tags if tag != "O"}
+        return sorted(set(row.tags) | {f"{p}-{k}" for k in kinds for p in ("B", "I")})
+
     def training_features(self, rows: Sequence[NerRow]) -> list[dict[str, Any]]:
         encoded = self.tokenizer(
             [row.tokens for row in rows],

@@ -55,12 +55,15 @@ def validate_job(
             )
         if info.labels:
             config = AutoConfig.from_pretrained(store.local_path(base.artifact_uri))
+            allow_new = Hyperparameters.model_validate(job.hyperparameters).allow_new_labels
             try:
-                check_labels(
-                    info.labels, list(config.id2label.values()), allow_new=False, task=job.task
+                new = check_labels(
+                    info.labels, list(config.id2label.values()), allow_new=allow_new, task=job.task
                 )
             except InvalidRequest as error:
                 raise JobFailure("invalid_labels", error.message, param) from error
+            if new:
+                jobs.add_event(job.id, f"new labels will be added: {', '.join(new)}")
     jobs.add_event(job.id, "files validated")
 
 

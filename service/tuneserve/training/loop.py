@@ -85,6 +85,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     validation = [
         handler_class.Row(**r) for r in read_jsonl(store.read_bytes(config["validation_uri"]))
     ]
+    if config["allow_new_labels"]:
+        known = set(handler.model.config.label2id)
+        seen = {label for row in rows + validation for label in handler.row_labels(row)}
+        new = sorted(seen - known)
+        if new:
+            handler.add_labels(new)  # same on every rank: the rows decide, in sorted order
     features = handler.training_features(rows)
     validation_features = handler.training_features(validation)
     loader = ray.train.torch.prepare_data_loader(

@@ -93,6 +93,7 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
         "torch_threads": settings.train_torch_threads,
         "check_every_steps": settings.train_check_every_steps,
         "early_stopping_patience": hyper.early_stopping_patience,
+        "allow_new_labels": hyper.allow_new_labels,
     }
     return TorchTrainer(
         train_loop_per_worker,
