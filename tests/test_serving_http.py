@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -260,3 +261,31 @@ def test_disconnected_stream_stops_generating(ready_service, service):
     assert stats["most_tokens_after_cancel"] <= 2
     generated = stats["tokens_generated"] - before["tokens_generated"]
     assert generated < 400, "generation stopped long before the context was full"
+
+
+def test_request_id_is_echoed_once_and_in_a_json_log_line(ready_service, http, service_settings):
+    request_id = f"test-{uuid.uuid4().hex}"
+    text = "A secret review that must never reach the logs."
+    response = http.post(
+        "/v1/classify", json={"inputs": text}, headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 200
+    assert response.headers.get_list("x-request-id") == [request_id]
+    logs = service_settings.ray_temp_dir / "session_latest" / "logs"
+    deadline, found = time.monotonic() + 30, []
+    while not found:
+        assert time.monotonic() < deadline, "no log line with the request id"
+        for path in logs.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                found += [
+                    line
+                    for line in path.read_text(errors="replace").splitlines()
+                    if request_id in line and line.startswith("{")
+                ]
+        time.sleep(0.2)
+    (line,) = found
+    record = json.loads(line)
+    assert record["request_id"] == request_id and record["route"] == "/v1/classify"
+    assert record["status"] == 200 and record["model"] == "sentiment" and record["version"] == 1
+    assert record["latency_ms"] > 0 and record["level"] == "info" and "ts" in record
+    assert text not in line

@@ -19,8 +19,10 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from tuneserve import __version__
 from tuneserve.errors import PayloadTooLarge, Unauthorized
+from tuneserve.logs import configure_logging
 from tuneserve.registry import ArtifactStore, Registry, connect
 from tuneserve.registry.jobs import JobStore
+from tuneserve.serving.access_log import install_access_log, note_served
 from tuneserve.serving.errors import install_error_handlers, serve_errors_as_ours
 from tuneserve.serving.resolver import ModelResolver, Target
 from tuneserve.settings import Settings
@@ -28,6 +30,7 @@ from tuneserve.settings import Settings
 
 class Gateway:
     def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings):
+        configure_logging()
         self.settings = settings
         self.servers = servers
         self._connect_lock = threading.Lock()
@@ -68,11 +71,11 @@ class Gateway:
         )
 
     async def resolve(self, model: str | None, task: str) -> Target:
-        if "resolver" in self.__dict__:  # connected: try the cached view first
-            target = self.resolver.resolve_cached(model, task)
-            if target is not None:
-                return target
-        return await asyncio.to_thread(lambda: self.resolver.resolve(model, task))
+        target = self.resolver.resolve_cached(model, task) if "resolver" in self.__dict__ else None
+        if target is None:  # not connected yet, or not in the cached view
+            target = await asyncio.to_thread(lambda: self.resolver.resolve(model, task))
+        note_served(target.name, target.version)
+        return target
 
     async def predict(self, target: Target, items: list[dict[str, Any]]) -> list[dict]:
         with serve_errors_as_ours():
@@ -140,6 +143,7 @@ def create_api() -> FastAPI:
         description="Five NLP tasks served on Ray Serve, fine-tuned online.",
     )
     install_error_handlers(api)
+    install_access_log(api)
     for router in (models.router, tasks.router, chat.router, files.router, jobs.router):
         api.include_router(router)
     return api

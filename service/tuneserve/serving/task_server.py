@@ -17,6 +17,7 @@ import torch
 from ray import serve
 
 from tuneserve.errors import NotFound
+from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
 from tuneserve.serving.batcher import Batcher
 from tuneserve.serving.chat_engine import ChatEngine
@@ -31,6 +32,7 @@ class TaskServer:
     """Serves every model of one task; the gateway calls it through a deployment handle."""
 
     def __init__(self, task: str, settings: Settings):
+        configure_logging()
         torch.set_num_threads(settings.torch_threads)
         self.task = task
         self.settings = settings

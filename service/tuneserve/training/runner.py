@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import ray
 
 from tuneserve.errors import TuneserveError
+from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
@@ -33,6 +34,7 @@ class _Slot:
 
 class JobRunner:
     def __init__(self, settings: Settings):
+        configure_logging()
         self.settings = settings
         self.registry, self.store = connect(settings)
         self.jobs = JobStore(self.registry.engine)
@@ -86,12 +88,13 @@ class JobRunner:
         self.jobs.transition(job.id, ("validating_files",), "queued")
 
     def _run(self, job: JobInfo) -> None:
+        logger.info("job started", extra={"job_id": job.id, "model": job.model})
         try:
             run_job(job, self.settings, self.registry, self.store, self.jobs)
         except (JobFailure, TuneserveError) as failure:
             self._fail(job.id, ("running", "evaluating"), failure)
         except Exception as error:  # a bug or an infrastructure fault: say so, keep serving
-            logger.exception("job %s crashed", job.id)
+            logger.exception("job crashed", extra={"job_id": job.id})
             self._fail(
                 job.id,
                 ("running", "evaluating"),
@@ -100,6 +103,7 @@ class JobRunner:
 
     def _fail(self, job_id: str, expected: tuple[str, ...], failure: Exception) -> None:
         code = getattr(failure, "code", None) or getattr(failure, "type", "error")
+        logger.warning("job failed: %s", code, extra={"job_id": job_id})
         error = {
             "code": code,
             "message": getattr(failure, "message", str(failure)),
