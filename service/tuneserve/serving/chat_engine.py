@@ -17,7 +17,7 @@ import torch
 
 from tuneserve.serving import kv_cache
 from tuneserve.tasks.chat import ChatDelta, ChatHandler, ChatItem
-from tuneserve.tasks.generation import SequenceState, sample_next
+from tuneserve.tasks.generation import SequenceState
 
 RunInThread = Callable[..., Awaitable]
 
@@ -185,10 +185,8 @@ class ChatEngine:
         tokens, updates = [], []
         for row, stream in enumerate(streams):
             state = stream.state
-            token = sample_next(logits[row], state.params, state.generator)
-            text = state.push(token)
-            if not state.finished and int(positions[row]) + 1 >= self.handler.max_length:
-                text += state.end("length")
+            full = int(positions[row]) + 1 >= self.handler.max_length
+            token, text = state.advance(logits[row], full)
             tokens.append(token)
             delta = ChatDelta(index=0, text=text, finish_reason=state.finish_reason)
             if state.finished:

@@ -33,9 +33,6 @@ class ResidentModels:
         self._loading: dict[Key, asyncio.Future] = {}
         self.pinned: set[Key] = set()
 
-    def __contains__(self, key: Key) -> bool:
-        return key in self._entries
-
     def loaded(self) -> list[Resident]:
         """Every resident version, least recently used first (does not touch the order)."""
         return list(self._entries.values())

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
 
 from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.base import Batch, TaskHandler
-from tuneserve.tasks.generation import SamplingParams, SequenceState, sample_next
+from tuneserve.tasks.generation import SamplingParams, SequenceState
 
 IGNORED = -100
 
@@ -143,10 +143,7 @@ class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):
                 if state.finished:
                     next_ids.append(pad_id)
                     continue
-                token = sample_next(logits[row], state.params, state.generator)
-                text = state.push(token)
-                if context_full and not state.finished:
-                    text += state.end("length")
+                token, text = state.advance(logits[row], context_full)
                 next_ids.append(token)
                 deltas.append(ChatDelta(index=row, text=text, finish_reason=state.finish_reason))
             yield deltas

@@ -56,6 +56,17 @@ class SequenceState:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
+    def advance(self, logits: torch.Tensor, context_full: bool) -> tuple[int, str]:
+        """Sample, record the token, and end with 'length' when the context has no room left.
+
+        The one decoding step every loop (static batch, continuous batch) shares.
+        """
+        token = sample_next(logits, self.params, self.generator)
+        text = self.push(token)
+        if context_full and not self.finished:
+            text += self.end("length")
+        return token, text
+
     def push(self, token_id: int) -> str:
         """Record one generated token; return the text that may now be streamed."""
         self.generated += 1
