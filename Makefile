@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python -m bench.serving
 	$(BIN)/python -m bench.finetune
 	$(BIN)/python -m bench.hotswap
+	$(BIN)/python -m bench.metrics_cost
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)

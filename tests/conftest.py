@@ -76,6 +76,7 @@ def service_settings(zoo_settings: Settings, starter_models, tmp_path_factory) -
         port=free_port(),
         ray_num_cpus=4,
         ray_metrics_export_port=free_port(),
+        ray_metrics_report_interval_ms=1000,  # metrics reach the agent within a second
         # Ray's socket paths must stay short: a temp dir under the project's data dir
         ray_temp_dir=Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
         task_server={"num_cpus": 0.1, "max_ongoing_requests": 64},
@@ -130,3 +131,21 @@ def ready_service(service: str, http: httpx.Client) -> str:
             return service
         time.sleep(0.2)
     raise AssertionError(f"not ready in time: {http.get('/readyz').text}")
+
+
+def json_log_lines(settings: Settings, needle: str, timeout_s: float = 30) -> list[str]:
+    """The JSON log lines holding ``needle`` in the Ray session's logs, once there are any."""
+    logs = settings.ray_temp_dir / "session_latest" / "logs"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [
+            line
+            for path in logs.rglob("*")
+            if path.is_file() and path.stat().st_size < 50_000_000
+            for line in path.read_text(errors="replace").splitlines()
+            if needle in line and line.startswith("{")
+        ]
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no JSON log line with {needle!r} in {timeout_s} s")

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from conftest import json_log_lines
 from ray import serve
 
 
@@ -271,19 +272,7 @@ def test_request_id_is_echoed_once_and_in_a_json_log_line(ready_service, http, s
     )
     assert response.status_code == 200
     assert response.headers.get_list("x-request-id") == [request_id]
-    logs = service_settings.ray_temp_dir / "session_latest" / "logs"
-    deadline, found = time.monotonic() + 30, []
-    while not found:
-        assert time.monotonic() < deadline, "no log line with the request id"
-        for path in logs.rglob("*"):
-            if path.is_file() and path.stat().st_size < 50_000_000:
-                found += [
-                    line
-                    for line in path.read_text(errors="replace").splitlines()
-                    if request_id in line and line.startswith("{")
-                ]
-        time.sleep(0.2)
-    (line,) = found
+    (line,) = json_log_lines(service_settings, request_id)
     record = json.loads(line)
     assert record["request_id"] == request_id and record["route"] == "/v1/classify"
     assert record["status"] == 200 and record["model"] == "sentiment" and record["version"] == 1

@@ -55,10 +55,12 @@ def test_resident_versions_are_an_lru_that_keeps_pinned_ones():
     async def load(key):
         loads.append(key)
         await asyncio.sleep(0.01)
-        return Resident(key=key, handler=object(), load_seconds=0.0)
+        return Resident(key=key, handler=object())
+
+    evicted = []
 
     async def main():
-        models = ResidentModels(capacity=2, load=load)
+        models = ResidentModels(capacity=2, load=load, on_evict=lambda r: evicted.append(r.key))
         models.pinned.add(("m", 1))
         first = await asyncio.gather(models.get(("m", 1)), models.get(("m", 1)))
         assert first[0] is first[1]  # one load shared by concurrent callers
@@ -68,12 +70,13 @@ def test_resident_versions_are_an_lru_that_keeps_pinned_ones():
 
     assert asyncio.run(main()) == [("m", 1), ("m", 4)]
     assert loads.count(("m", 1)) == 1
+    assert evicted == [("m", 2), ("m", 3)]  # told, so the replica's gauge drops them
 
 
 @pytest.mark.parametrize("capacity", [1, 3])
 def test_capacity_bounds_unpinned_versions(capacity):
     async def load(key):
-        return Resident(key=key, handler=None, load_seconds=0.0)
+        return Resident(key=key, handler=None)
 
     async def main():
         models = ResidentModels(capacity=capacity, load=load)

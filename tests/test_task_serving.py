@@ -181,3 +181,18 @@ def test_chat_rejects_a_prompt_longer_than_the_context(handlers):
 def test_empty_batches_need_no_model(handlers):
     with torch.inference_mode():
         assert handlers["sentiment"].predict([]) == []
+
+
+def test_token_counts_ignore_padding_and_count_what_was_generated(handlers):
+    """What the input/output token metrics add up: real tokens, whatever the batching."""
+    sentiment, translator = handlers["sentiment"], handlers["translate-en-de"]
+    texts = ["Short.", "A much longer review that pads the short one in its batch."]
+    alone = [len(sentiment.tokenizer(text)["input_ids"]) for text in texts]
+    _, counts = sentiment.predict_counted([ClassificationItem(text=t) for t in texts])
+    assert counts.input == sum(alone) and counts.output == 0
+
+    items = [TranslationItem(text="The dog sleeps.", max_new_tokens=n) for n in (2, 6)]
+    outputs, counts = translator.predict_counted(items)
+    assert [o.translation for o in outputs] == [o.translation for o in translator.predict(items)]
+    singles = [translator.predict_counted([item])[1].output for item in items]
+    assert counts.output == sum(singles) and 0 < singles[0] <= 2 and singles[1] <= 6

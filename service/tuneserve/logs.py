@@ -2,7 +2,7 @@
 
 Ray writes each worker's stderr to ``<ray temp dir>/session_latest/logs/worker-*.err``
 (on Kubernetes: the pod's log directory, and ``kubectl logs`` for the head). Request text is
-never logged.
+never logged unless the ``log_request_text`` setting turns it on.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ FIELDS = (
     "latency_ms",
     "job_id",
     "replica",
+    "texts",  # only with the log_request_text setting on
 )
 
 

@@ -235,7 +235,32 @@ class Settings(BaseSettings):
         default=None, description="Ray session files; default: data_dir/ray."
     )
     ray_metrics_export_port: int = Field(
-        default=8090, gt=0, description="Port of Ray's per-node metrics agent."
+        default=8090,
+        gt=0,
+        description="Port where a local Ray cluster's metrics agent serves Prometheus "
+        "(/metrics): every per-replica tuneserve_ series and Ray Serve's own ray_serve_.",
+    )
+    ray_metrics_report_interval_ms: int | None = Field(
+        default=None,
+        ge=1000,
+        description="How often a local cluster's workers push metrics to the agent; "
+        "default: Ray's (10 s).",
+    )
+
+    # --- observability -----------------------------------------------------------------
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Record per-replica metrics and serve the registry's on /metrics.",
+    )
+    metrics_gauge_refresh_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often replicas set their gauges again: Ray drops a gauge value "
+        "that is not refreshed within a few report intervals.",
+    )
+    log_request_text: bool = Field(
+        default=False,
+        description="Put request texts in the access log lines. Off: text is never logged.",
     )
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from tuneserve.errors import Conflict, NotFound
@@ -17,6 +17,7 @@ from tuneserve.registry.db import CheckpointRow, FileRow, JobEventRow, JobRow, u
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("validating_files", "queued", "running", "evaluating")
+JOB_STATES = ACTIVE + TERMINAL
 
 
 def new_id(prefix: str) -> str:
@@ -214,6 +215,39 @@ class JobStore:
         return [
             i for i in ids if self.transition(i, ("running", "evaluating"), "failed", error=error)
         ]
+
+    # --- for metrics ---------------------------------------------------------------------
+    def count_by_state(self) -> dict[tuple[str, str], int]:
+        """(task, status) → number of jobs."""
+        with self._transaction() as session:
+            query = select(JobRow.task, JobRow.status, func.count()).group_by(
+                JobRow.task, JobRow.status
+            )
+            return {(task, status): count for task, status, count in session.execute(query)}
+
+    def finished_durations(self) -> list[tuple[str, str, float]]:
+        """(task, final status, seconds from creation to the end) of every finished job."""
+        with self._transaction() as session:
+            query = select(JobRow.task, JobRow.status, JobRow.created_at, JobRow.finished_at)
+            rows = session.execute(query.where(JobRow.finished_at.is_not(None))).all()
+            return [(t, s, (end - start).total_seconds()) for t, s, start, end in rows]
+
+    def running_progress(self) -> list[tuple[JobInfo, dict[str, Any]]]:
+        """Each running job with the latest value of every figure its events reported."""
+        with self._transaction() as session:
+            rows = session.scalars(select(JobRow).where(JobRow.status == "running")).all()
+            progress = []
+            for row in rows:
+                events = session.scalars(
+                    select(JobEventRow.data)
+                    .where(JobEventRow.job_id == row.id, JobEventRow.type == "metrics")
+                    .order_by(JobEventRow.seq)
+                ).all()
+                latest: dict[str, Any] = {}
+                for data in events:
+                    latest.update(data or {})
+                progress.append((_info(JobInfo, row), latest))
+            return progress
 
     @staticmethod
     def _job_row(session: Session, job_id: str) -> JobRow:

@@ -1,6 +1,10 @@
-"""One JSON log line per HTTP request on the gateway: request id, route, model, version,
-status and latency. The request id is Serve's own: the proxy takes the client's
-``X-Request-ID`` (or makes one) and returns it on the response."""
+"""Per HTTP request on the gateway: one JSON log line and the HTTP metrics.
+
+The log line carries the request id, route, model, version, status and latency. The
+request id is Serve's own: the proxy takes the client's ``X-Request-ID`` (or makes one)
+and returns it on the response. Metrics are labelled by route *template*, never by the
+raw path, so a scan of random URLs cannot blow up the series count.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,14 @@ import time
 from contextvars import ContextVar
 
 from fastapi import FastAPI, Request
+from ray import serve
+
+from tuneserve.telemetry import catalog
 
 logger = logging.getLogger("tuneserve.access")
 # routes record the model and version that served the request here (see Gateway.resolve)
 SERVED: ContextVar[dict | None] = ContextVar("tuneserve_served", default=None)
+UNMATCHED = "unmatched"  # the route label of a request no route took (a 404)
 
 
 def _request_id() -> str:
@@ -22,10 +30,17 @@ def _request_id() -> str:
     return context.request_id if context else ""
 
 
-def note_served(model: str, version: int) -> None:
+def note_served(task: str, model: str, version: int) -> None:
     served = SERVED.get()
     if served is not None:
-        served.update(model=model, version=version)
+        served.update(task=task, model=model, version=version)
+
+
+def note_texts(texts: list[str]) -> None:
+    """Keep the request's texts for its log line (only when ``log_request_text`` is on)."""
+    served = SERVED.get()
+    if served is not None:
+        served["texts"] = texts
 
 
 async def access_log(request: Request, call_next):
@@ -38,19 +53,34 @@ async def access_log(request: Request, call_next):
         status = response.status_code
         return response
     finally:
-        route = getattr(request.scope.get("route"), "path", request.url.path)
+        seconds = time.perf_counter() - started
+        template = getattr(request.scope.get("route"), "path", None)
         logger.info(
             "request",
             extra={
                 "request_id": _request_id(),
                 "method": request.method,
-                "route": route,
+                "route": template or request.url.path,
                 "status": status,
-                "latency_ms": round(1000 * (time.perf_counter() - started), 2),
+                "latency_ms": round(1000 * seconds, 2),
                 **served,
             },
         )
+        _record(request.method, template or UNMATCHED, status, seconds, served)
         SERVED.reset(token)
+
+
+def _record(method: str, route: str, status: int, seconds: float, served: dict) -> None:
+    recorder = serve.get_replica_context().servable_object.recorder
+    labels = {
+        "route": route,
+        "status_class": f"{status // 100}xx",
+        "task": served.get("task", ""),
+        "model": served.get("model", ""),
+        "version": served.get("version", ""),
+    }
+    recorder.count(catalog.HTTP_REQUESTS, method=method, **labels)
+    recorder.observe(catalog.HTTP_DURATION, seconds, **labels)
 
 
 def install_access_log(app: FastAPI) -> None:

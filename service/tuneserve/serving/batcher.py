@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,14 +23,17 @@ RunBatch = Callable[[list[Any]], Awaitable[list[Any]]]
 class _Pending:
     items: Sequence[Any]
     future: asyncio.Future
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
 class BatchRecord:
-    """One executed batch: how many items and requests it held (for tests and metrics)."""
+    """One executed batch: how many items and requests it held, and how long each request
+    waited for it (for tests and metrics)."""
 
     items: int
     requests: int
+    waited_s: tuple[float, ...] = ()
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Batcher:
     run_batch: RunBatch
     max_batch_size: int
     wait_s: float = 0.0
+    on_batch: Callable[[BatchRecord], None] | None = None  # told of each batch as it starts
     history: deque[BatchRecord] = field(default_factory=lambda: deque(maxlen=1000))
 
     def __post_init__(self) -> None:
@@ -82,7 +87,11 @@ class Batcher:
 
     async def _run(self, taken: list[_Pending], size: int) -> None:
         items = [item for entry in taken for item in entry.items]
-        self.history.append(BatchRecord(items=size, requests=len(taken)))
+        now = time.perf_counter()
+        record = BatchRecord(size, len(taken), tuple(now - entry.queued_at for entry in taken))
+        self.history.append(record)
+        if self.on_batch is not None:
+            self.on_batch(record)
         try:
             outputs = await self.run_batch(items)
         except Exception as error:

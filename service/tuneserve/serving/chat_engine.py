@@ -9,6 +9,7 @@ loop keeps accepting requests while the model works.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tuneserve.serving import kv_cache
+from tuneserve.serving.version_metrics import VersionMetrics, unrecorded
 from tuneserve.tasks.chat import ChatDelta, ChatHandler, ChatItem
 from tuneserve.tasks.generation import SequenceState
 
@@ -29,6 +31,7 @@ class _Stream:
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     tokens_at_cancel: int = 0
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -60,8 +63,10 @@ class ChatEngine:
         run_in_thread: RunInThread,
         max_batch_size: int,
         stream_interval_s: float = 0.0,
+        metrics: VersionMetrics | None = None,
     ):
         self.handler = handler
+        self.metrics = metrics or unrecorded()
         self.stream_interval_s = stream_interval_s
         self.run_in_thread = run_in_thread
         self.max_batch_size = max_batch_size
@@ -82,13 +87,18 @@ class ChatEngine:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
         loop = asyncio.get_running_loop()
-        sent_at = float("-inf")
+        sent_at, first_at = float("-inf"), None
         try:
             while True:
                 delta = await self._next_message(stream.outbox, sent_at + self.stream_interval_s)
+                if first_at is None:
+                    first_at = time.perf_counter()
+                    self.metrics.first_token(first_at - stream.queued_at)
                 yield delta
                 sent_at = loop.time()
                 if delta.finish_reason is not None:
+                    after_first = stream.state.generated - 1
+                    self.metrics.completion(after_first, time.perf_counter() - first_at)
                     return
         finally:
             if not stream.state.finished:
@@ -118,7 +128,12 @@ class ChatEngine:
         while self._active or self._waiting:
             room = self.max_batch_size - len(self._active)
             joiners = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+            started = time.perf_counter()
+            for stream in joiners:
+                self.metrics.stream_joined(started - stream.queued_at, len(stream.prompt))
             updates = await self.run_in_thread(self._step, joiners)
+            if updates:
+                self.metrics.decoding_step(len(updates), time.perf_counter() - started)
             for stream, delta in updates:
                 stream.outbox.put_nowait(delta)
 

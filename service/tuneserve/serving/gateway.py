@@ -22,10 +22,12 @@ from tuneserve.errors import PayloadTooLarge, Unauthorized
 from tuneserve.logs import configure_logging
 from tuneserve.registry import ArtifactStore, Registry, connect
 from tuneserve.registry.jobs import JobStore
-from tuneserve.serving.access_log import install_access_log, note_served
+from tuneserve.serving.access_log import install_access_log, note_served, note_texts
 from tuneserve.serving.errors import install_error_handlers, serve_errors_as_ours
 from tuneserve.serving.resolver import ModelResolver, Target
 from tuneserve.settings import Settings
+from tuneserve.telemetry import Recorder
+from tuneserve.telemetry.registry_collector import collector_registry
 
 
 class Gateway:
@@ -33,6 +35,7 @@ class Gateway:
         configure_logging()
         self.settings = settings
         self.servers = servers
+        self.recorder = Recorder(settings.metrics_enabled)
         self._connect_lock = threading.Lock()
 
     @functools.cached_property
@@ -60,6 +63,11 @@ class Gateway:
 
         return get_or_start_runner(self.settings)
 
+    @functools.cached_property
+    def metrics_registry(self):
+        """The registry-derived metrics, read at scrape time (``GET /metrics``)."""
+        return collector_registry(lambda: (self.registry, self.jobs))
+
     @staticmethod
     def new_key() -> str:
         return uuid.uuid4().hex
@@ -74,7 +82,7 @@ class Gateway:
         target = self.resolver.resolve_cached(model, task) if "resolver" in self.__dict__ else None
         if target is None:  # not connected yet, or not in the cached view
             target = await asyncio.to_thread(lambda: self.resolver.resolve(model, task))
-        note_served(target.name, target.version)
+        note_served(target.task, target.name, target.version)
         return target
 
     async def predict(self, target: Target, items: list[dict[str, Any]]) -> list[dict]:
@@ -100,6 +108,8 @@ class Gateway:
 
     def check_texts(self, texts: list[str], param: str = "inputs") -> None:
         """Enforce the request limits: items per request and characters per item."""
+        if self.settings.log_request_text:
+            note_texts(texts)
         if len(texts) > self.settings.max_batch_items:
             raise PayloadTooLarge(
                 f"{len(texts)} inputs in one request; at most {self.settings.max_batch_items}",
@@ -135,7 +145,7 @@ AdminDep = Depends(require_admin)
 
 def create_api() -> FastAPI:
     """The FastAPI app with every router and the error handlers installed."""
-    from tuneserve.serving.routes import chat, files, jobs, models, tasks
+    from tuneserve.serving.routes import chat, files, jobs, metrics, models, tasks
 
     api = FastAPI(
         title="tuneserve",
@@ -144,6 +154,7 @@ def create_api() -> FastAPI:
     )
     install_error_handlers(api)
     install_access_log(api)
-    for router in (models.router, tasks.router, chat.router, files.router, jobs.router):
+    routers = (models.router, tasks.router, chat.router, files.router, jobs.router, metrics.router)
+    for router in routers:
         api.include_router(router)
     return api

@@ -29,8 +29,14 @@ def connect_ray(settings: Settings) -> None:
         _temp_dir=str(settings.ray_temp_dir),
         include_dashboard=False,
         _metrics_export_port=settings.ray_metrics_export_port,
+        _system_config=_metrics_config(settings),
         log_to_driver=False,
     )
+
+
+def _metrics_config(settings: Settings) -> dict | None:
+    interval = settings.ray_metrics_report_interval_ms
+    return {"metrics_report_interval_ms": interval} if interval else None
 
 
 def deploy(settings: Settings) -> str:

@@ -16,6 +16,7 @@ from ray.serve.handle import DeploymentHandle
 
 from tuneserve.errors import Conflict, NotFound, Unavailable
 from tuneserve.registry import Registry
+from tuneserve.telemetry import Recorder, catalog
 
 ALIAS = "production"
 ACK_TIMEOUT_S = 300
@@ -46,12 +47,35 @@ def promote(
     version: int,
     expected_from: int | None = None,
     reason: str = "promoted",
+    recorder: Recorder | None = None,
 ) -> Swap:
     """Make ``name@version`` production on every replica; 409 if production moved meanwhile.
 
     ``expected_from`` is the production version the caller decided against (a job's
     evaluation, say); None means "whatever production is now".
     """
+    kind = "rollback" if reason == "rollback" else "promotion"
+    task = registry.get_model(name).task  # NotFound before anything is counted
+    labels = {"task": task, "model": name, "kind": kind}
+    recorder = recorder or Recorder(enabled=False)
+    try:
+        swap = _swap(registry, handle, name, version, expected_from, reason)
+    except Exception:
+        recorder.count(catalog.SWAPS, outcome="error", **labels)
+        raise
+    recorder.count(catalog.SWAPS, outcome="ok", **labels)
+    recorder.observe(catalog.SWAP_DURATION, swap.seconds, **labels)
+    return swap
+
+
+def _swap(
+    registry: Registry,
+    handle: DeploymentHandle,
+    name: str,
+    version: int,
+    expected_from: int | None,
+    reason: str,
+) -> Swap:
     started = time.perf_counter()
     registry.get_version(name, version)  # NotFound before touching any replica
     current = registry.aliases(name).get(ALIAS)
@@ -66,9 +90,11 @@ def promote(
     return Swap(name, current, version, replicas, time.perf_counter() - started)
 
 
-def rollback(registry: Registry, handle: DeploymentHandle, name: str) -> Swap:
+def rollback(
+    registry: Registry, handle: DeploymentHandle, name: str, recorder: Recorder | None = None
+) -> Swap:
     """Move production back to the version it pointed at before its last move."""
     previous = registry.previous_version(name, ALIAS)
     if previous is None:
         raise NotFound(f"{name} has no previous production version to roll back to", param="name")
-    return promote(registry, handle, name, previous, reason="rollback")
+    return promote(registry, handle, name, previous, reason="rollback", recorder=recorder)

@@ -21,14 +21,21 @@ Key = tuple[str, int]  # (model name, version)
 class Resident:
     key: Key
     handler: Any
-    load_seconds: float
     runtime: Any = None  # what the server builds around the handler (batcher, engine)
+    metrics: Any = None  # the version's VersionMetrics in a task server
+    load_seconds: float = 0.0
 
 
 class ResidentModels:
-    def __init__(self, capacity: int, load: Callable[[Key], Awaitable[Resident]]):
+    def __init__(
+        self,
+        capacity: int,
+        load: Callable[[Key], Awaitable[Resident]],
+        on_evict: Callable[[Resident], None] = lambda resident: None,
+    ):
         self.capacity = capacity
         self._load = load
+        self._on_evict = on_evict
         self._entries: OrderedDict[Key, Resident] = OrderedDict()
         self._loading: dict[Key, asyncio.Future] = {}
         self.pinned: set[Key] = set()
@@ -62,4 +69,4 @@ class ResidentModels:
             if len(self._entries) <= self.capacity:
                 return
             if key not in self.pinned:
-                del self._entries[key]
+                self._on_evict(self._entries.pop(key))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,8 +23,11 @@ from tuneserve.registry import connect
 from tuneserve.serving.batcher import Batcher
 from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.resident import Key, Resident, ResidentModels
+from tuneserve.serving.version_metrics import VersionMetrics
 from tuneserve.settings import Settings
 from tuneserve.tasks import handler_for
+from tuneserve.tasks.base import TaskHandler
+from tuneserve.telemetry import Recorder
 
 logger = logging.getLogger("tuneserve.task_server")
 
@@ -39,12 +43,23 @@ class TaskServer:
         self.handler_class = handler_for(task)
         # one model thread per replica: batches run one after another, never oversubscribed
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{task}-model")
-        self.models = ResidentModels(settings.resident_versions, self._load)
+        self.recorder = Recorder(settings.metrics_enabled)
+        self.models = ResidentModels(
+            settings.resident_versions, self._load, lambda resident: resident.metrics.evicted()
+        )
         # nothing here waits on the database or a model: the replica starts at once and
         # reports ready (``ready``) only when its production versions are loaded and warm
         loop = asyncio.get_running_loop()
         self._connected = loop.create_task(asyncio.to_thread(connect, settings))
         self._startup = loop.create_task(self._load_production())
+        if self.recorder.enabled:
+            self._gauges = loop.create_task(self._refresh_gauges())
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            for resident in self.models.loaded():
+                resident.metrics.resident()
+            await asyncio.sleep(self.settings.metrics_gauge_refresh_s)
 
     async def _in_model_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
@@ -65,6 +80,34 @@ class TaskServer:
 
     async def _load(self, key: Key) -> Resident:
         name, number = key
+        metrics = VersionMetrics(self.recorder, self.task, name, number)
+        started = time.perf_counter()
+        try:
+            handler = await self._load_handler(name, number)
+        except Exception:
+            metrics.load_failed()
+            raise
+        if self.handler_class.streams:
+            runtime: Any = ChatEngine(
+                handler,
+                self._in_model_thread,
+                self.settings.max_batch_size,
+                self.settings.stream_interval_s,
+                metrics,
+            )
+        else:
+            runtime = Batcher(
+                lambda items, h=handler: self._predict_batch(h, metrics, items),
+                self.settings.max_batch_size,
+                self.settings.batch_wait_timeout_s,
+                on_batch=metrics.batch_started,
+            )
+        metrics.loaded(time.perf_counter() - started)
+        logger.info("loaded %s@%s", name, number)
+        return Resident(key=key, handler=handler, metrics=metrics, runtime=runtime)
+
+    async def _load_handler(self, name: str, number: int) -> TaskHandler:
+        """Read the version's artifact, load it on the model thread and warm it up."""
         registry, store = await self._connected
         version = await asyncio.to_thread(registry.get_version, name, number)
         path = await asyncio.to_thread(store.local_path, version.artifact_uri)
@@ -76,40 +119,44 @@ class TaskServer:
         handler = await self._in_model_thread(lambda: self.handler_class.load(path, **options))
         example = self.handler_class.Item(**self.handler_class.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up
-        if self.handler_class.streams:
-            runtime: Any = ChatEngine(
-                handler,
-                self._in_model_thread,
-                self.settings.max_batch_size,
-                self.settings.stream_interval_s,
-            )
-        else:
-            runtime = Batcher(
-                lambda items, h=handler: self._in_model_thread(h.predict, items),
-                self.settings.max_batch_size,
-                self.settings.batch_wait_timeout_s,
-            )
-        logger.info("loaded %s@%s", name, number)
-        return Resident(key=key, handler=handler, load_seconds=0.0, runtime=runtime)
+        return handler
+
+    async def _predict_batch(
+        self, handler: TaskHandler, metrics: VersionMetrics, items: list
+    ) -> list:
+        started = time.perf_counter()
+        outputs, tokens = await self._in_model_thread(handler.predict_counted, items)
+        metrics.batch_done(time.perf_counter() - started, tokens)
+        return outputs
 
     # --- requests ----------------------------------------------------------------------
     async def predict(self, name: str, version: int, items: list[dict]) -> list[dict]:
         """Outputs for ``items`` from model ``name@version``, batched with concurrent calls."""
         resident = await self.models.get((name, version))
-        parsed = [self.handler_class.Item.model_validate(item) for item in items]
-        outputs = await resident.runtime.submit(parsed)
+        try:
+            parsed = [self.handler_class.Item.model_validate(item) for item in items]
+            outputs = await resident.runtime.submit(parsed)
+        except Exception:
+            resident.metrics.request(ok=False, items=len(items))
+            raise
+        resident.metrics.request(ok=True, items=len(items))
         return [output.model_dump() for output in outputs]
 
     async def chat(self, name: str, version: int, item: dict) -> AsyncIterator[dict]:
         """Stream one chat completion: a dict per step, usage counts on the last one."""
         resident = await self.models.get((name, version))
-        parsed = self.handler_class.Item.model_validate(item)
-        engine: ChatEngine = resident.runtime
-        async for delta in engine.generate(parsed):
-            event = {"text": delta.text, "finish_reason": delta.finish_reason}
-            if delta.finish_reason is not None:
-                event["usage"] = delta.usage
-            yield event
+        ok = False
+        try:
+            parsed = self.handler_class.Item.model_validate(item)
+            engine: ChatEngine = resident.runtime
+            async for delta in engine.generate(parsed):
+                event = {"text": delta.text, "finish_reason": delta.finish_reason}
+                if delta.finish_reason is not None:
+                    event["usage"] = delta.usage
+                    ok = True
+                yield event
+        finally:  # a client that went away before the end counts as an error too
+            resident.metrics.request(ok=ok)
 
     # --- control plane -----------------------------------------------------------------
     async def load_version(self, name: str, version: int) -> dict:

@@ -34,6 +34,12 @@ class Batch:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TokenCounts:
+    input: int = 0
+    output: int = 0
+
+
 @dataclass
 class Encoded:
     """A tokenized batch cut to the model's length, with what postprocessing maps back."""
@@ -113,16 +119,25 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
         """Turn model outputs into one typed output per request item, in order."""
 
     def predict(self, items: Sequence[ItemT]) -> list[OutputT]:
-        """The whole serving life cycle on one batch (what a server replica calls)."""
+        """The whole serving life cycle on one batch."""
+        return self.predict_counted(items)[0]
+
+    def predict_counted(self, items: Sequence[ItemT]) -> tuple[list[OutputT], TokenCounts]:
+        """``predict`` plus the tokens it read and wrote (what a server replica calls)."""
         if not items:
-            return []
+            return [], TokenCounts()
         batch = self.preprocess(items)
         with torch.inference_mode():
             outputs = self.forward(batch)
         results = self.postprocess(batch, outputs)
         if len(results) != len(items):
             raise RuntimeError(f"{self.task}: {len(results)} outputs for {len(items)} inputs")
-        return results
+        return results, self.count_tokens(batch, outputs)
+
+    def count_tokens(self, batch: Batch, outputs: Any) -> TokenCounts:
+        """Tokens the model read, padding excluded; generating tasks add what they wrote."""
+        mask = batch.inputs.get("attention_mask")
+        return TokenCounts(input=int(mask.sum()) if mask is not None else 0)
 
     def predict_in_chunks(self, items: Sequence[ItemT], batch_size: int) -> list[OutputT]:
         """``predict`` over a long list, ``batch_size`` items at a time (used by evaluate)."""

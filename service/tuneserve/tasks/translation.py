@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, Field
 from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
-from tuneserve.tasks.base import Batch, TaskHandler
+from tuneserve.tasks.base import Batch, TaskHandler, TokenCounts
 
 
 class TranslationItem(BaseModel):
@@ -63,6 +63,15 @@ class TranslationHandler(TaskHandler[TranslationItem, TranslationRow, Translatio
             TranslationOutput(translation=text.strip(), truncated=truncated)
             for text, truncated in zip(texts, batch.meta["truncated"], strict=True)
         ]
+
+    def count_tokens(self, batch: Batch, outputs: torch.Tensor) -> TokenCounts:
+        """Input tokens, and each item's generated tokens up to its own limit (no padding)."""
+        pad = self.tokenizer.pad_token_id
+        written = sum(
+            int((row[1 : 1 + item.max_new_tokens] != pad).sum())
+            for row, item in zip(outputs, batch.items, strict=True)
+        )
+        return TokenCounts(input=super().count_tokens(batch, outputs).input, output=written)
 
     def training_features(self, rows: Sequence[TranslationRow]) -> list[dict[str, Any]]:
         encoded = self.tokenizer(

@@ -170,11 +170,18 @@ def _promote(
     from ray import serve
 
     from tuneserve.serving.promotion import promote
+    from tuneserve.telemetry import Recorder
 
     handle = serve.get_deployment_handle(f"TaskServer-{job.task}", app_name=settings.app_name)
     try:
         swap = promote(
-            registry, handle, job.model, version, expected_from=production, reason=f"job {job.id}"
+            registry,
+            handle,
+            job.model,
+            version,
+            expected_from=production,
+            reason=f"job {job.id}",
+            recorder=Recorder(settings.metrics_enabled),
         )
     except Conflict:
         now = registry.aliases(job.model).get("production")

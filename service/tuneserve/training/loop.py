@@ -8,6 +8,7 @@ same steps and agrees on it, so no rank waits forever on a peer that stopped.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from pathlib import Path
@@ -20,12 +21,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
+from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
 from tuneserve.registry.jobs import JobStore
 from tuneserve.settings import Settings
 from tuneserve.tasks import handler_for
 from tuneserve.training.data import read_jsonl
 from tuneserve.training.fit import TrainConfig, make_optimizer
+
+logger = logging.getLogger("tuneserve.training")
 
 
 def _all_agree(flag: bool) -> bool:
@@ -69,8 +73,15 @@ def _save_checkpoint(handler, metrics: dict[str, Any]) -> None:
             ray.train.report(metrics)
 
 
+def _report(jobs: JobStore, job_id: str, message: str, data: dict | None = None) -> None:
+    """A job event (the API's events, the metrics' progress) and the same as a log line."""
+    jobs.add_event(job_id, message, data=data)
+    logger.info(message, extra={"job_id": job_id})
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     # --- set-up: settings, job store, model and data --------------------------------------
+    configure_logging()
     torch.set_num_threads(config["torch_threads"])
     torch.manual_seed(config["seed"])
     settings = Settings.model_validate(config["settings"])
@@ -121,7 +132,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # --- the loop -----------------------------------------------------------------------
     if rank == 0:
-        jobs.add_event(job_id, f"workers ready: {len(features)} training examples loaded")
+        _report(jobs, job_id, f"workers ready: {len(features)} training examples loaded")
     step, tokens, best, stale, cancelled = 0, 0.0, math.inf, 0, False
     model.train()
     for epoch in range(1, train.epochs + 1):
@@ -139,13 +150,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             epoch_loss += loss.item()
             tokens += float(batch["attention_mask"].sum())
             if step == 1 and rank == 0:
-                jobs.add_event(job_id, f"first step done: loss {loss.item():.4f}")
+                _report(jobs, job_id, f"first step done: loss {loss.item():.4f}")
             if step % config["check_every_steps"] == 0:
                 if rank == 0:
-                    jobs.add_event(
+                    _report(
+                        jobs,
                         job_id,
                         f"step {step}/{total_steps}: loss {loss.item():.4f}",
-                        data={
+                        {
                             "step": step,
                             "epoch": epoch,
                             "total_steps": total_steps,
@@ -171,10 +183,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "trained_examples": len(features) * epoch,
         }
         if rank == 0:
-            jobs.add_event(
+            _report(
+                jobs,
                 job_id,
                 f"epoch {epoch} done: validation loss {validation_loss}",
-                data={**metrics, "step": step},
+                {**metrics, "step": step},
             )
         _save_checkpoint(handler, metrics)
         patience = config["early_stopping_patience"]

@@ -109,6 +109,7 @@ async def promote_version(name: str, body: PromoteRequest, gateway: GatewayDep):
         name,
         body.version,
         body.expected_from,
+        recorder=gateway.recorder,
     )
     gateway.resolver.forget(name)
     return _swap_public(swap)
@@ -123,6 +124,8 @@ async def promote_version(name: str, body: PromoteRequest, gateway: GatewayDep):
 async def rollback_version(name: str, gateway: GatewayDep):
     """Production back to the version before its last move (still resident: instant)."""
     model = await asyncio.to_thread(gateway.registry.get_model, name)
-    swap = await asyncio.to_thread(rollback, gateway.registry, gateway.servers[model.task], name)
+    swap = await asyncio.to_thread(
+        rollback, gateway.registry, gateway.servers[model.task], name, gateway.recorder
+    )
     gateway.resolver.forget(name)
     return _swap_public(swap)
