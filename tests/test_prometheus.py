@@ -184,6 +184,8 @@ def scenario(observed, prometheus, http, starter_models, service_settings) -> di
         # 4xx: an unknown version (404) and bodies that fail the schema (422)
         for body in ({"model": f"{CLF}@99", "inputs": "x"}, {"inputs": 3}, {}):
             assert client.post("/v1/classify", json=body).status_code in (404, 422)
+        # a made-up method on a made-up path: neither may become a label value
+        assert client.request("PROPFIND", "/coffee-pot-1418").status_code == 404
         chats = []
         for i in range(3):
             message = {"role": "user", "content": f"hello number {i}"}
@@ -269,6 +271,10 @@ def test_http_counters_and_latency_histogram(prometheus, scenario):
         f'sum(tuneserve_http_requests_total{{{route}, status_class="2xx", model="{CLF}"}})', sent
     )
     prometheus.wait_for(f'sum(tuneserve_http_requests_total{{{route}, status_class="4xx"}})', 3)
+    unmatched = f'{OBSERVED}, route="unmatched", method="other", status_class="4xx"'
+    prometheus.wait_for(f"sum(tuneserve_http_requests_total{{{unmatched}}})", 1)
+    paths = prometheus.query(f"count by (route) (tuneserve_http_requests_total{{{OBSERVED}}})")
+    assert "/coffee-pot-1418" not in {series["metric"]["route"] for series in paths}
     histogram = "tuneserve_http_request_duration_seconds"
     prometheus.wait_for(f"sum({histogram}_count{{{route}}})", sent + 3)
     prometheus.wait_for(f'sum({histogram}_bucket{{{route}, le="+Inf"}})', sent + 3)

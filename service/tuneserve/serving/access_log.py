@@ -21,6 +21,7 @@ logger = logging.getLogger("tuneserve.access")
 # routes record the model and version that served the request here (see Gateway.resolve)
 SERVED: ContextVar[dict | None] = ContextVar("tuneserve_served", default=None)
 UNMATCHED = "unmatched"  # the route label of a request no route took (a 404)
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}  # else "other"
 
 
 def _request_id() -> str:
@@ -79,6 +80,7 @@ def _record(method: str, route: str, status: int, seconds: float, served: dict) 
         "model": served.get("model", ""),
         "version": served.get("version", ""),
     }
+    method = method if method in METHODS else "other"  # a client may send any token
     recorder.count(catalog.HTTP_REQUESTS, method=method, **labels)
     recorder.observe(catalog.HTTP_DURATION, seconds, **labels)
 
