@@ -17,9 +17,9 @@ from sqlalchemy import update
 from tuneserve.registry import Registry
 from tuneserve.registry.db import JobRow, make_engine
 from tuneserve.registry.jobs import JobStore
-from tuneserve.telemetry import ALL_METRICS, exported_names
+from tuneserve.telemetry import ALL_METRICS, exported_names, recorder
 from tuneserve.telemetry.catalog import REPLICA_METRICS, SWAPS
-from tuneserve.telemetry.recorder import Recorder
+from tuneserve.telemetry.recorder import Recorder, _tags
 from tuneserve.telemetry.registry_collector import collector_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +48,11 @@ def test_catalog_names_follow_prometheus_conventions():
         assert not {"text", "input", "request_id", "path", "user"} & set(spec.labels)
 
 
-def test_recorder_checks_labels_and_a_disabled_one_does_nothing():
+def test_a_recording_mistake_is_logged_never_raised_and_a_disabled_recorder_does_nothing():
     with pytest.raises(ValueError, match="takes labels"):
-        Recorder(enabled=True).count(SWAPS, task="classification", model="m")
+        _tags(SWAPS, {"task": "classification", "model": "m"})
+    Recorder(enabled=True).count(SWAPS, task="classification", model="m")  # no raise
+    assert SWAPS.name in recorder._failed  # logged once instead
     Recorder(enabled=False).count(SWAPS)  # metrics off: not even a label check
     assert all(spec.kind in {"counter", "gauge", "histogram"} for spec in REPLICA_METRICS)
 
@@ -109,7 +111,8 @@ def test_registry_collector_reports_versions_jobs_and_training_progress(registry
     )
     jobs.add_event(running, "status: running", data={"status": "running"})
 
-    got = samples(generate_latest(collector_registry(lambda: (registry, jobs))))
+    served = ["classification", "ner"]
+    got = samples(generate_latest(collector_registry(lambda: (registry, jobs), served)))
 
     def value(name: str, **labels) -> float:
         return got[(name, frozenset({k: str(v) for k, v in labels.items()}.items()))]
@@ -127,6 +130,7 @@ def test_registry_collector_reports_versions_jobs_and_training_progress(registry
     assert value("tuneserve_fine_tuning_jobs", state="succeeded", **states) == 2
     assert value("tuneserve_fine_tuning_jobs", state="running", **states) == 1
     assert value("tuneserve_fine_tuning_jobs", state="cancelled", **states) == 0
+    assert value("tuneserve_fine_tuning_jobs", task="ner", state="queued") == 0  # no job yet
 
     duration = "tuneserve_fine_tuning_job_duration_seconds"
     ok = {"task": "classification", "state": "succeeded"}
@@ -147,7 +151,7 @@ def test_a_scrape_without_the_database_still_answers():
     def broken():
         raise ConnectionError("database is down")
 
-    got = samples(generate_latest(collector_registry(broken)))
+    got = samples(generate_latest(collector_registry(broken, [])))
     assert got[("tuneserve_registry_up", frozenset())] == 0
     assert any(name == "tuneserve_build_info" for name, _ in got)
 

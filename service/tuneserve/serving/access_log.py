@@ -67,8 +67,8 @@ async def access_log(request: Request, call_next):
                 **served,
             },
         )
-        _record(request.method, template or UNMATCHED, status, seconds, served)
         SERVED.reset(token)
+        _record(request.method, template or UNMATCHED, status, seconds, served)
 
 
 def _record(method: str, route: str, status: int, seconds: float, served: dict) -> None:

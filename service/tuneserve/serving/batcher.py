@@ -85,19 +85,21 @@ class Batcher:
                 continue
             await self._run(taken, size)
 
-    async def _run(self, taken: list[_Pending], size: int) -> None:
+    async def _run(self, taken: list[_Pending], size: int, retry: bool = False) -> None:
         items = [item for entry in taken for item in entry.items]
-        now = time.perf_counter()
-        record = BatchRecord(size, len(taken), tuple(now - entry.queued_at for entry in taken))
-        self.history.append(record)
-        if self.on_batch is not None:
-            self.on_batch(record)
+        if not retry:  # a retried request was already counted, with its wait, in its batch
+            now = time.perf_counter()
+            waits = tuple(now - entry.queued_at for entry in taken)
+            record = BatchRecord(size, len(taken), waits)
+            self.history.append(record)
+            if self.on_batch is not None:
+                self.on_batch(record)
         try:
             outputs = await self.run_batch(items)
         except Exception as error:
             if len(taken) > 1:  # one bad request must not fail the others: retry them apart
                 for entry in taken:
-                    await self._run([entry], len(entry.items))
+                    await self._run([entry], len(entry.items), retry=True)
                 return
             if not taken[0].future.done():
                 taken[0].future.set_exception(error)

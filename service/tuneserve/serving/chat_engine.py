@@ -130,7 +130,8 @@ class ChatEngine:
             joiners = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
             started = time.perf_counter()
             for stream in joiners:
-                self.metrics.stream_joined(started - stream.queued_at, len(stream.prompt))
+                if not stream.cancelled:  # one that left while waiting is never prefilled
+                    self.metrics.stream_joined(started - stream.queued_at, len(stream.prompt))
             updates = await self.run_in_thread(self._step, joiners)
             if updates:
                 self.metrics.decoding_step(len(updates), time.perf_counter() - started)

@@ -66,7 +66,7 @@ class Gateway:
     @functools.cached_property
     def metrics_registry(self):
         """The registry-derived metrics, read at scrape time (``GET /metrics``)."""
-        return collector_registry(lambda: (self.registry, self.jobs))
+        return collector_registry(lambda: (self.registry, self.jobs), list(self.servers))
 
     @staticmethod
     def new_key() -> str:
@@ -108,8 +108,6 @@ class Gateway:
 
     def check_texts(self, texts: list[str], param: str = "inputs") -> None:
         """Enforce the request limits: items per request and characters per item."""
-        if self.settings.log_request_text:
-            note_texts(texts)
         if len(texts) > self.settings.max_batch_items:
             raise PayloadTooLarge(
                 f"{len(texts)} inputs in one request; at most {self.settings.max_batch_items}",
@@ -121,6 +119,8 @@ class Gateway:
                     f"input is {len(text)} characters; at most {self.settings.max_input_chars}",
                     param=f"{param}[{index}]",
                 )
+        if self.settings.log_request_text:  # only texts within the limits reach the log
+            note_texts(texts)
 
 
 def require_admin(request: Request) -> None:

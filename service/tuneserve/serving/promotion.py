@@ -48,14 +48,14 @@ def promote(
     expected_from: int | None = None,
     reason: str = "promoted",
     recorder: Recorder | None = None,
+    kind: str = "promotion",
 ) -> Swap:
     """Make ``name@version`` production on every replica; 409 if production moved meanwhile.
 
     ``expected_from`` is the production version the caller decided against (a job's
     evaluation, say); None means "whatever production is now".
     """
-    kind = "rollback" if reason == "rollback" else "promotion"
-    task = registry.get_model(name).task  # NotFound before anything is counted
+    task = registry.get_model(name).task  # an unknown model is not a swap of anything
     labels = {"task": task, "model": name, "kind": kind}
     recorder = recorder or Recorder(enabled=False)
     try:
@@ -97,4 +97,6 @@ def rollback(
     previous = registry.previous_version(name, ALIAS)
     if previous is None:
         raise NotFound(f"{name} has no previous production version to roll back to", param="name")
-    return promote(registry, handle, name, previous, reason="rollback", recorder=recorder)
+    return promote(
+        registry, handle, name, previous, reason="rollback", recorder=recorder, kind="rollback"
+    )

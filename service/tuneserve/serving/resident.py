@@ -8,7 +8,6 @@ previous production) are never evicted.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ class Resident:
     handler: Any
     runtime: Any = None  # what the server builds around the handler (batcher, engine)
     metrics: Any = None  # the version's VersionMetrics in a task server
-    load_seconds: float = 0.0
+    load_seconds: float = 0.0  # load and warm-up, as measured by whoever loaded it
 
 
 class ResidentModels:
@@ -55,9 +54,7 @@ class ResidentModels:
 
     async def _load_and_keep(self, key: Key) -> Resident:
         try:
-            started = time.perf_counter()
             resident = await self._load(key)
-            resident.load_seconds = time.perf_counter() - started
             self._entries[key] = resident
             self._evict()
             return resident

@@ -102,9 +102,10 @@ class TaskServer:
                 self.settings.batch_wait_timeout_s,
                 on_batch=metrics.batch_started,
             )
-        metrics.loaded(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.loaded(seconds)
         logger.info("loaded %s@%s", name, number)
-        return Resident(key=key, handler=handler, metrics=metrics, runtime=runtime)
+        return Resident(key, handler, runtime, metrics, load_seconds=seconds)
 
     async def _load_handler(self, name: str, number: int) -> TaskHandler:
         """Read the version's artifact, load it on the model thread and warm it up."""
@@ -132,7 +133,7 @@ class TaskServer:
     # --- requests ----------------------------------------------------------------------
     async def predict(self, name: str, version: int, items: list[dict]) -> list[dict]:
         """Outputs for ``items`` from model ``name@version``, batched with concurrent calls."""
-        resident = await self.models.get((name, version))
+        resident = await self._resident(name, version, len(items))
         try:
             parsed = [self.handler_class.Item.model_validate(item) for item in items]
             outputs = await resident.runtime.submit(parsed)
@@ -144,7 +145,7 @@ class TaskServer:
 
     async def chat(self, name: str, version: int, item: dict) -> AsyncIterator[dict]:
         """Stream one chat completion: a dict per step, usage counts on the last one."""
-        resident = await self.models.get((name, version))
+        resident = await self._resident(name, version, 1)
         ok = False
         try:
             parsed = self.handler_class.Item.model_validate(item)
@@ -157,6 +158,14 @@ class TaskServer:
                 yield event
         finally:  # a client that went away before the end counts as an error too
             resident.metrics.request(ok=ok)
+
+    async def _resident(self, name: str, version: int, items: int) -> Resident:
+        """The loaded version; a request for one that cannot load is counted as failed."""
+        try:
+            return await self.models.get((name, version))
+        except Exception:
+            VersionMetrics(self.recorder, self.task, name, version).request(False, items)
+            raise
 
     # --- control plane -----------------------------------------------------------------
     async def load_version(self, name: str, version: int) -> dict:

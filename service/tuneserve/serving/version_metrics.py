@@ -71,6 +71,6 @@ class VersionMetrics:
         self.recorder.set(catalog.RESIDENT_VERSIONS, 0, **self.labels)
 
 
-def unrecorded(task: str = "", model: str = "", version: int = 0) -> VersionMetrics:
-    """Metrics that go nowhere (engines and batchers used outside a replica)."""
-    return VersionMetrics(Recorder(enabled=False), task, model, version)
+def unrecorded() -> VersionMetrics:
+    """Metrics that go nowhere (an engine used outside a replica, in tests)."""
+    return VersionMetrics(Recorder(enabled=False), "", "", 0)

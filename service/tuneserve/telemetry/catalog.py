@@ -77,7 +77,8 @@ INFERENCE_ITEMS = MetricSpec(
 QUEUE_DURATION = MetricSpec(
     "tuneserve_queue_duration_seconds",
     "histogram",
-    "Time a request waited in its replica for a batch (chat: for a decoding slot).",
+    "Time a request waited in its replica for a batch (one observation per "
+    "max_batch_size chunk of a larger request; chat: wait for a decoding slot).",
     SERVED,
     QUEUE_BUCKETS,
 )

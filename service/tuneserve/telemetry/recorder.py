@@ -8,6 +8,7 @@ job runner), so one recorder serves every process.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -17,26 +18,39 @@ from tuneserve.telemetry.catalog import MetricSpec
 # shared between processes, and making one per recorder would register it again)
 _instruments: dict[str, Any] = {}
 _lock = threading.Lock()
+logger = logging.getLogger("tuneserve.metrics")
+_failed: set[str] = set()  # metrics whose recording failed and was logged
 
 
 class Recorder:
-    """Records catalogued metrics; a disabled recorder does nothing at all. Label values
-    are turned into strings here."""
+    """Records catalogued metrics; a disabled recorder does nothing at all.
+
+    Recording never raises: a metric must not fail the request it describes. A failure
+    (a label set that does not match the catalog, say) is logged, once per metric.
+    """
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
 
     def count(self, spec: MetricSpec, value: float = 1.0, **labels: object) -> None:
         if self.enabled and value > 0:  # Ray refuses a zero increment
-            self._instrument(spec).inc(value, tags=_tags(spec, labels))
+            self._record(spec, "inc", value, labels)
 
     def observe(self, spec: MetricSpec, value: float, **labels: object) -> None:
         if self.enabled:
-            self._instrument(spec).observe(value, tags=_tags(spec, labels))
+            self._record(spec, "observe", value, labels)
 
     def set(self, spec: MetricSpec, value: float, **labels: object) -> None:
         if self.enabled:
-            self._instrument(spec).set(value, tags=_tags(spec, labels))
+            self._record(spec, "set", value, labels)
+
+    def _record(self, spec: MetricSpec, how: str, value: float, labels: dict) -> None:
+        try:
+            getattr(self._instrument(spec), how)(value, tags=_tags(spec, labels))
+        except Exception:
+            if spec.name not in _failed:
+                _failed.add(spec.name)
+                logger.exception("could not record %s", spec.name)
 
     @staticmethod
     def _instrument(spec: MetricSpec) -> Any:

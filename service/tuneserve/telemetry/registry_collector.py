@@ -38,8 +38,9 @@ def _gauge(spec: MetricSpec) -> GaugeMetricFamily:
 
 
 class RegistryCollector(Collector):
-    def __init__(self, connect: Callable[[], tuple[Registry, JobStore]]):
+    def __init__(self, connect: Callable[[], tuple[Registry, JobStore]], tasks: list[str]):
         self._connect = connect
+        self._tasks = tasks  # served tasks: their job counts are there, zeros included
 
     def collect(self) -> Iterator[Metric]:
         build = _gauge(catalog.BUILD_INFO)
@@ -48,7 +49,7 @@ class RegistryCollector(Collector):
         up = _gauge(catalog.REGISTRY_UP)
         try:
             registry, jobs = self._connect()
-            families = [*self._versions(registry), *self._jobs(jobs)]
+            families = [*self._versions(registry), *self._jobs(jobs, self._tasks)]
         except Exception:  # the database is down: say so, keep the endpoint up
             logger.exception("could not read the registry for /metrics")
             up.add_metric([], 0)
@@ -66,16 +67,16 @@ class RegistryCollector(Collector):
                 info.add_metric([model.name, model.task, alias, str(version)], 1)
             for version in registry.list_versions(model.name):
                 for metric, value in sorted((version.metrics or {}).items()):
-                    if isinstance(value, int | float) and not isinstance(value, bool):
+                    if _number(value):
                         labels = [model.name, model.task, str(version.version), metric]
                         evaluation.add_metric(labels, float(value))
         return [info, evaluation]
 
     @staticmethod
-    def _jobs(jobs: JobStore) -> list[Metric]:
+    def _jobs(jobs: JobStore, served: list[str]) -> list[Metric]:
         counts = _gauge(catalog.JOBS)
         by_state = jobs.count_by_state()
-        tasks = sorted({task for task, _ in by_state})
+        tasks = sorted(set(served) | {task for task, _ in by_state})
         for task in tasks:  # every state of every task, zeros included: steady series
             for state in JOB_STATES:
                 counts.add_metric([task, state], by_state.get((task, state), 0))
@@ -93,9 +94,13 @@ class RegistryCollector(Collector):
         progress = {name: _gauge(spec) for name, spec in PROGRESS.items()}
         for job, latest in jobs.running_progress():
             for name, value in latest.items():
-                if name in progress and isinstance(value, int | float):
+                if name in progress and _number(value):
                     progress[name].add_metric([job.id, job.model, job.task], float(value))
         return [counts, durations, *progress.values()]
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _cumulative(values: list[float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
@@ -105,8 +110,10 @@ def _cumulative(values: list[float], bounds: tuple[float, ...]) -> list[tuple[st
     return [*buckets, ("+Inf", float(len(ordered)))]
 
 
-def collector_registry(connect: Callable[[], tuple[Registry, JobStore]]) -> CollectorRegistry:
+def collector_registry(
+    connect: Callable[[], tuple[Registry, JobStore]], tasks: list[str]
+) -> CollectorRegistry:
     """A prometheus-client registry holding only the registry collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RegistryCollector(connect))
+    registry.register(RegistryCollector(connect, tasks))
     return registry

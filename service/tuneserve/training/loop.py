@@ -187,7 +187,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 jobs,
                 job_id,
                 f"epoch {epoch} done: validation loss {validation_loss}",
-                {**metrics, "step": step},
+                # the epoch's mean loss, named apart from the steps' latest train_loss
+                {
+                    **{key: value for key, value in metrics.items() if key != "train_loss"},
+                    "epoch_train_loss": metrics["train_loss"],
+                },
             )
         _save_checkpoint(handler, metrics)
         patience = config["early_stopping_patience"]
