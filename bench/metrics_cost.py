@@ -4,6 +4,10 @@ Two copies of the service on one Ray cluster, same models and replicas: one reco
 metrics (the default), the other runs with ``metrics_enabled=false``. Rounds alternate
 between them, so drift of the machine (other load, thermal) hits both alike; the table
 gives each one's median throughput and p50 over the rounds, and their ratio.
+
+Round-to-round noise on a small machine is larger than what metrics cost, so the bench
+also times the recording calls themselves inside a Ray worker: a noise-free figure for
+the cost per request (a classify request at concurrency 1 makes 8 of them).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import statistics
 import time
 
 import httpx
+import ray
 from ray import serve
 from tuneserve.registry import connect
 from tuneserve.serving import local
@@ -25,6 +30,29 @@ from bench.common import console, post_json, print_table, review_sentences, run_
 from bench.serving import bench_settings, wait_http
 
 LEVELS = [(1, 60), (32, 320)]  # (concurrency, requests) per round
+# a lone classify request: HTTP count + duration (gateway), request + items counts,
+# batch size, queue wait, batch duration, input tokens (task server)
+RECORDS_PER_REQUEST = 8
+
+
+@ray.remote(num_cpus=0)
+def recording_cost(calls: int = 20_000) -> dict[str, float]:
+    """Microseconds per counter increment and per histogram observation, in a worker."""
+    from tuneserve.telemetry import Recorder, catalog
+
+    recorder = Recorder(enabled=True)
+    labels = {"task": "classification", "model": "bench", "version": "1"}
+    timings = {}
+    for name, record in (
+        ("count_us", lambda: recorder.count(catalog.INFERENCE_ITEMS, 1, **labels)),
+        ("observe_us", lambda: recorder.observe(catalog.QUEUE_DURATION, 0.01, **labels)),
+    ):
+        record()
+        started = time.perf_counter()
+        for _ in range(calls):
+            record()
+        timings[name] = 1e6 * (time.perf_counter() - started) / calls
+    return timings
 
 
 def wait_ready(url: str) -> None:
@@ -59,11 +87,17 @@ def main() -> None:
         register_starter_model(report, settings, registry, store)
     sentences = review_sentences(400)
 
-    url = local.start(settings)
-    contenders = {"metrics on": url, "metrics off": f"{url}/off"}
+    local.connect_ray(settings)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    url = f"http://{settings.host}:{settings.port}"
+    contenders = {"metrics on": f"{url}/on", "metrics off": f"{url}/off"}
     try:
-        off = settings.model_copy(update={"metrics_enabled": False, "app_name": "metrics-off"})
-        serve.run(build_app(off), name="metrics-off", route_prefix="/off", blocking=False)
+        # two sibling apps, deployed alike: only the metrics setting tells them apart
+        for name, enabled in (("on", True), ("off", False)):
+            app = settings.model_copy(
+                update={"metrics_enabled": enabled, "app_name": f"metrics-{name}"}
+            )
+            serve.run(build_app(app), name=f"metrics-{name}", route_prefix=f"/{name}")
         for address in contenders.values():
             wait_ready(address)
             asyncio.run(one_round("warm-up", address, sentences, 4, 40))
@@ -76,6 +110,7 @@ def main() -> None:
                 for concurrency, requests in LEVELS:
                     result = asyncio.run(one_round(name, address, sentences, concurrency, requests))
                     results.setdefault((name, concurrency), []).append(result)
+        per_call = ray.get(recording_cost.remote())
     finally:
         local.stop()
 
@@ -101,7 +136,22 @@ def main() -> None:
         ["concurrency", "on req/s", "off req/s", "on ÷ off", "on p50 ms", "off p50 ms", "failed"],
         rows,
     )
-    path = write_results("metrics_cost", {"threads": args.threads, "levels": summary})
+    per_request_us = RECORDS_PER_REQUEST * max(per_call.values())
+    lone_p50_ms = summary[1]["p50_off_ms"]
+    console.print(
+        f"recording: {per_call['count_us']:.1f} µs per count, {per_call['observe_us']:.1f} µs "
+        f"per observation; about {per_request_us:.0f} µs per request, "
+        f"{100 * per_request_us / (1000 * lone_p50_ms):.2f}% of the p50 at concurrency 1"
+    )
+    path = write_results(
+        "metrics_cost",
+        {
+            "threads": args.threads,
+            "levels": summary,
+            "recording_us": per_call,
+            "recording_us_per_request": per_request_us,
+        },
+    )
     console.print(f"wrote {path}")
 
 
