@@ -114,3 +114,25 @@ def write_results(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)))
     return path
+
+
+def wait_http(url: str, path: str, deadline_s: float = 300) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + path, timeout=5).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url}{path} never answered")
+
+
+def wait_ready(url: str, deadline_s: float = 300) -> None:
+    """Until the service's /readyz says every production model is loaded."""
+    wait_http(url, "/readyz", deadline_s)
+    deadline = time.monotonic() + deadline_s
+    while httpx.get(f"{url}/readyz", timeout=30).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} never became ready")
+        time.sleep(0.5)

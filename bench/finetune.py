@@ -28,7 +28,7 @@ from tuneserve.zoo.build import build_all
 from tuneserve.zoo.data import sentiment
 from tuneserve.zoo.register import register_starter_model
 
-from bench.common import console, print_table, write_results
+from bench.common import console, print_table, wait_ready, write_results
 from bench.serving import bench_settings
 
 
@@ -160,8 +160,7 @@ def main() -> None:
 
     url = local.start(settings)
     try:
-        while httpx.get(f"{url}/readyz", timeout=30).status_code != 200:
-            time.sleep(0.5)
+        wait_ready(url)
         service = through_service(url, settings, train, validation, config)
     finally:
         local.stop()

@@ -17,7 +17,7 @@ from tuneserve.registry import connect
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
 
-from bench.common import console, percentile, print_table, write_results
+from bench.common import console, percentile, print_table, wait_ready, write_results
 from bench.serving import bench_settings
 
 
@@ -84,8 +84,7 @@ def main() -> None:
     url = local.start(settings)
     swaps, during = [], []
     try:
-        while httpx.get(f"{url}/readyz", timeout=30).status_code != 200:
-            time.sleep(0.5)
+        wait_ready(url)
         load = Load(url, args.threads)
         for thread in load.threads:
             thread.start()

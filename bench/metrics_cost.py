@@ -26,8 +26,16 @@ from tuneserve.serving.app import build_app
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
 
-from bench.common import console, post_json, print_table, review_sentences, run_load, write_results
-from bench.serving import bench_settings, wait_http
+from bench.common import (
+    console,
+    post_json,
+    print_table,
+    review_sentences,
+    run_load,
+    wait_ready,
+    write_results,
+)
+from bench.serving import bench_settings
 
 LEVELS = [(1, 60), (32, 320)]  # (concurrency, requests) per round
 # a lone classify request: HTTP count + duration (gateway), request + items counts,
@@ -53,15 +61,6 @@ def recording_cost(calls: int = 20_000) -> dict[str, float]:
             record()
         timings[name] = 1e6 * (time.perf_counter() - started) / calls
     return timings
-
-
-def wait_ready(url: str) -> None:
-    wait_http(url, "/readyz")
-    deadline = time.monotonic() + 300
-    while httpx.get(f"{url}/readyz", timeout=30).status_code != 200:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} never became ready")
-        time.sleep(0.5)
 
 
 async def one_round(name: str, url: str, sentences: list[str], concurrency: int, requests: int):

@@ -35,6 +35,8 @@ from bench.common import (
     print_table,
     review_sentences,
     run_load,
+    wait_http,
+    wait_ready,
     write_results,
 )
 
@@ -87,18 +89,6 @@ async def load_levels(name: str, url: str, path: str, body_of) -> list:
         for concurrency, requests in LEVELS:
             results.append(await run_load(name, concurrency, requests, call))
     return results
-
-
-def wait_http(url: str, path: str, deadline_s: float = 300) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + path, timeout=5).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url}{path} never answered")
 
 
 async def chat_tokens_per_s(url: str, streams: int, max_tokens: int) -> float:
@@ -166,9 +156,7 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
 
     url = local.start(settings)
     try:
-        wait_http(url, "/readyz")
-        while httpx.get(url + "/readyz", timeout=30).status_code != 200:
-            time.sleep(0.5)
+        wait_ready(url)
         ours = asyncio.run(
             load_levels(
                 "tuneserve",
