@@ -55,7 +55,8 @@ def promote(
     ``expected_from`` is the production version the caller decided against (a job's
     evaluation, say); None means "whatever production is now".
     """
-    task = registry.get_model(name).task  # an unknown model is not a swap of anything
+    # NotFound before touching any replica: an unknown version is not a swap of anything
+    task = registry.get_version(name, version).task
     labels = {"task": task, "model": name, "kind": kind}
     recorder = recorder or Recorder(enabled=False)
     try:
@@ -77,7 +78,6 @@ def _swap(
     reason: str,
 ) -> Swap:
     started = time.perf_counter()
-    registry.get_version(name, version)  # NotFound before touching any replica
     current = registry.aliases(name).get(ALIAS)
     if expected_from is not None and current != expected_from:
         raise Conflict(
