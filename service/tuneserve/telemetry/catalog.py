@@ -14,6 +14,7 @@ Labels are bounded: task, model, version, route template, status class, never us
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 Kind = Literal["counter", "gauge", "histogram"]
@@ -35,6 +36,11 @@ class MetricSpec:
     description: str
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
+
+    @cached_property
+    def label_set(self) -> frozenset[str]:
+        """The labels as a set, made once: recording checks every call against it."""
+        return frozenset(self.labels)
 
     @property
     def exported(self) -> tuple[str, ...]:

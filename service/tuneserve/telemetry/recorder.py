@@ -63,7 +63,7 @@ class Recorder:
 
 
 def _tags(spec: MetricSpec, labels: dict[str, object]) -> dict[str, str]:
-    if labels.keys() != set(spec.labels):
+    if labels.keys() != spec.label_set:
         raise ValueError(f"{spec.name} takes labels {spec.labels}, got {tuple(labels)}")
     return {key: "" if value is None else str(value) for key, value in labels.items()}
 
