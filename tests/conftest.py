@@ -122,15 +122,21 @@ def http(service: str):
         yield client
 
 
+def wait_until_ready(http: httpx.Client, timeout_s: float = 180) -> None:
+    """Until the app's /readyz says every production model is loaded."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if http.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not ready in time: {http.get('/readyz').text}")
+
+
 @pytest.fixture(scope="session")
 def ready_service(service: str, http: httpx.Client) -> str:
     """The service once /readyz says every production model is loaded."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if http.get("/readyz").status_code == 200:
-            return service
-        time.sleep(0.2)
-    raise AssertionError(f"not ready in time: {http.get('/readyz').text}")
+    wait_until_ready(http)
+    return service
 
 
 def json_log_lines(settings: Settings, needle: str, timeout_s: float = 30) -> list[str]:

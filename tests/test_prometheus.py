@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import free_port, json_log_lines
+from conftest import free_port, json_log_lines, wait_until_ready
 from promql import DASHBOARD, dashboard_queries, runnable
 from ray import serve
 from transformers import AutoTokenizer
@@ -101,10 +101,7 @@ def observed(service, service_settings, starter_models, tmp_path_factory) -> str
     serve.run(build_app(settings), name=APP, route_prefix=f"/{APP}", blocking=False)
     url = f"{service}/{APP}"
     with httpx.Client(base_url=url, timeout=60) as client:
-        deadline = time.monotonic() + 180
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the observed app never became ready"
-            time.sleep(0.2)
+        wait_until_ready(client)
     yield url
     serve.delete(APP)
 
