@@ -186,13 +186,14 @@ def scenario(observed, prometheus, http, starter_models, service_settings) -> di
         chats = []
         for i in range(3):
             message = {"role": "user", "content": f"hello number {i}"}
-            response = client.post(
-                "/v1/chat/completions", json={"messages": [message], "max_tokens": 12}
-            )
+            # 12 tokens each, whatever the model says: every completion has a decoding speed
+            body = {"messages": [message], "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+            response = client.post("/v1/chat/completions", json=body)
             chats.append(response.json()["usage"])
             if i == 0:  # traffic over time, as in life: rates need a sample before and after
-                ttft = f'{{{OBSERVED}, model="{CHAT}"}}'
-                prometheus.wait_for(f"sum(tuneserve_time_to_first_token_seconds_count{ttft})", 1)
+                chat = f'{{{OBSERVED}, model="{CHAT}"}}'
+                prometheus.wait_for(f"sum(tuneserve_time_to_first_token_seconds_count{chat})", 1)
+                prometheus.wait_for(f"sum(tuneserve_generation_tokens_per_second_count{chat})", 1)
         rows = RECIPES["sentiment"].data.generate("train", 120, seed=5)
         upload = client.post(
             "/v1/files",
