@@ -22,8 +22,10 @@ import torch
 from sqlalchemy import select
 from tuneserve.registry import connect
 from tuneserve.registry.db import JobEventRow, JobRow
-from tuneserve.tasks.classification import ClassificationHandler, ClassificationRow
-from tuneserve.training.fit import TrainConfig, fit
+from tuneserve.tasks.classification import ClassificationRow
+from tuneserve.tasks.handlers.classification import ClassificationHandler
+from tuneserve.training.config import TrainingConfig
+from tuneserve.training.fit import fit
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.data import sentiment
 from tuneserve.zoo.register import register_starter_model
@@ -45,7 +47,7 @@ def labelled_rows(train: int, validation: int, seed: int = 11) -> tuple[list, li
     return rows, sentiment.generate("heldout", validation, seed), "generated reviews"
 
 
-def plain_loop(model_dir: Path, train, validation, config: TrainConfig, threads: int) -> dict:
+def plain_loop(model_dir: Path, train, validation, config: TrainingConfig, threads: int) -> dict:
     torch.set_num_threads(threads)
     handler = ClassificationHandler.load(model_dir)
     report = fit(handler, [ClassificationRow(**r) for r in train], config)
@@ -62,7 +64,7 @@ def _jsonl(rows) -> bytes:
     return "\n".join(json.dumps(r) for r in rows).encode()
 
 
-def through_service(url: str, settings, train, validation, config: TrainConfig) -> dict:
+def through_service(url: str, settings, train, validation, config: TrainingConfig) -> dict:
     with httpx.Client(base_url=url, timeout=120) as http:
         files = [
             http.post(
@@ -80,7 +82,7 @@ def through_service(url: str, settings, train, validation, config: TrainConfig) 
                 "training_file": files[0],
                 "validation_file": files[1],
                 "hyperparameters": {
-                    "n_epochs": config.epochs,
+                    "n_epochs": config.n_epochs,
                     "batch_size": config.batch_size,
                     "learning_rate": config.learning_rate,
                     "seed": config.seed,
@@ -149,7 +151,7 @@ def main() -> None:
     for report in build_all(settings, ["sentiment"]):
         register_starter_model(report, settings, registry, store)
     train, validation, source = labelled_rows(args.rows, args.validation_rows)
-    config = TrainConfig(epochs=1, batch_size=32, learning_rate=5e-5, seed=0)
+    config = TrainingConfig(n_epochs=1, batch_size=32, learning_rate=5e-5, seed=0)
     console.print(
         f"{len(train)} training rows, {len(validation)} validation rows ({source}); "
         f"batch {config.batch_size}, 1 epoch, torch threads {args.threads}"

@@ -23,8 +23,10 @@ import httpx
 import torch
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
-from tuneserve.tasks.chat import ChatHandler, ChatItem
-from tuneserve.tasks.classification import ClassificationHandler, ClassificationItem
+from tuneserve.tasks.chat import ChatItem
+from tuneserve.tasks.classification import ClassificationItem
+from tuneserve.tasks.handlers.chat import ChatHandler
+from tuneserve.tasks.handlers.classification import ClassificationHandler
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
 

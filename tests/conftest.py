@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -12,12 +13,17 @@ import httpx
 import pytest
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
-from tuneserve.tasks import handler_for
-from tuneserve.tasks.base import TaskHandler
+from tuneserve.tasks.catalog import builtin_catalog
+from tuneserve.tasks.handlers.base import TaskHandler
 from tuneserve.zoo.build import BuildReport, build_all
 from tuneserve.zoo.register import register_starter_model
 
 ROOT = Path(__file__).resolve().parents[1]
+# Plug-in tasks of the tests (sixth_task) must import on every Ray worker, as a user's would
+# from an installed package: workers inherit the environment of the cluster started here.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])
+)
 # Built models survive between runs (a fingerprint says when to rebuild); state does not.
 ZOO_CACHE = ROOT / ".tuneserve" / "test-zoo"
 
@@ -43,7 +49,7 @@ def load_handler(starter_models: dict[str, BuildReport], zoo_settings: Settings)
     """A function that loads a fresh handler of a starter model (training mutates it)."""
 
     def load(name: str) -> TaskHandler:
-        handler_class = handler_for(starter_models[name].task)
+        handler_class = builtin_catalog().get(starter_models[name].task).handler_class()
         return handler_class.load(
             zoo_settings.zoo_dir / name, max_length=zoo_settings.max_sequence_length
         )

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import ray
 from tuneserve.registry import connect
+from tuneserve.serving.fleet import task_server_name
 from tuneserve.zoo.recipes import RECIPES
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -322,7 +323,7 @@ def test_openai_sdk_drives_files_and_jobs(ready_service, copies, task_jobs):
 def _replica_ids(task: str) -> set[str]:
     from ray import serve
 
-    handle = serve.get_deployment_handle(f"TaskServer-{task}", app_name="tuneserve")
+    handle = serve.get_deployment_handle(task_server_name(task), app_name="tuneserve")
     return {info["replica_id"] for info in handle.broadcast("info").results(timeout_s=60)}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tuneserve.tasks.generation import SamplingParams, SequenceState, sample_next
+from tuneserve.tasks.handlers.generation import SamplingParams, SequenceState, sample_next
 from tuneserve.tasks.metrics import classification_report, squad_scores
 
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.chat import ChatItem
 from tuneserve.tasks.classification import ClassificationItem
-from tuneserve.tasks.ner import NerItem, _spans
+from tuneserve.tasks.ner import NerItem, iob2_spans
 from tuneserve.tasks.qa import QaItem
 from tuneserve.tasks.translation import TranslationItem
 
@@ -64,7 +64,7 @@ def test_ner_entities_point_into_the_text(handlers):
 
 def test_ner_groups_iob2_tags_into_spans():
     tags = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "I-ORG", "B-ORG", "O", "I-MISC"]
-    assert _spans(tags) == [
+    assert iob2_spans(tags) == [
         ("PER", 0, 1),
         ("LOC", 3, 4),
         ("ORG", 5, 5),

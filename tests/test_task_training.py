@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from tuneserve.errors import InvalidRequest
-from tuneserve.tasks.chat import IGNORED, ChatRow
+from tuneserve.tasks.chat import ChatRow
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
+from tuneserve.tasks.handlers.base import IGNORED
 from tuneserve.tasks.ner import NerRow
 from tuneserve.tasks.qa import QaRow
 from tuneserve.tasks.translation import TranslationRow
@@ -17,7 +18,7 @@ MODELS = ["sentiment", "entities", "qa", "translate-en-de", "chat"]
 
 def _rows(name: str, n: int = 8):
     recipe = RECIPES[name]
-    row_class = recipe.handler_class().Row
+    row_class = recipe.spec.Row
     return [row_class(**row) for row in recipe.data.generate("train", n, seed=99)]
 
 
@@ -123,7 +124,7 @@ def test_evaluate_reports_the_primary_metric(name, handlers):
     metrics = handler.evaluate(_rows(name, 6))
     assert (
         0.0
-        <= float(metrics[handler.primary_metric])
+        <= float(metrics[handler.spec.primary_metric])
         <= (100.0 if name == "translate-en-de" else 1.0)
     )
 
@@ -144,8 +145,8 @@ def test_new_labels_grow_the_head_and_keep_the_old_predictions(load_handler):
 def test_ner_new_entity_types_add_both_tags(load_handler):
     handler = load_handler("entities")
     row = NerRow(tokens=["Monday", "Night", "Football"], tags=["B-EVENT", "I-EVENT", "I-EVENT"])
-    assert handler.row_labels(row) == ["B-EVENT", "I-EVENT"]
-    handler.add_labels(handler.row_labels(row))
+    assert handler.spec.head_labels({"B-EVENT"}) == ["B-EVENT", "I-EVENT"]
+    handler.add_labels(handler.spec.head_labels(set(handler.spec.row_labels(row.model_dump()))))
     assert (
         handler.training_features([row])[0]["labels"][1] == handler.model.config.label2id["B-EVENT"]
     )

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from tuneserve.errors import InvalidRequest, PayloadTooLarge
+from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.training.data import (
     RowError,
     check_labels,
@@ -61,7 +62,7 @@ def jsonl(*rows: object) -> bytes:
 
 def parse(data: bytes, filename: str = "train.jsonl", **kwargs):
     limits = {"max_bytes": 1_000_000, "max_rows": 1000} | kwargs
-    return parse_training_file(data, filename, **limits)
+    return parse_training_file(data, filename, builtin_catalog(), **limits)
 
 
 def invalid(data: bytes, filename: str = "train.jsonl", **kwargs) -> InvalidRequest:
@@ -255,13 +256,16 @@ def test_max_errors_caps_the_list_but_not_the_count():
     assert "line 5" not in error.message
 
 
+CLASSIFICATION, NER = builtin_catalog().get("classification"), builtin_catalog().get("ner")
+
+
 def test_check_labels_allows_or_refuses_new_labels():
     known = ["negative", "positive"]
-    assert check_labels(["negative"], known, allow_new=False, task="classification") == []
-    new = check_labels(["meh", "negative", "ugh"], known, allow_new=True, task="classification")
+    assert check_labels(["negative"], known, allow_new=False, spec=CLASSIFICATION) == []
+    new = check_labels(["meh", "negative", "ugh"], known, allow_new=True, spec=CLASSIFICATION)
     assert new == ["meh", "ugh"]
     with pytest.raises(InvalidRequest) as caught:
-        check_labels(["B-ORG", "O"], ["O", "B-PER"], allow_new=False, task="ner")
+        check_labels(["B-ORG", "O"], ["O", "B-PER"], allow_new=False, spec=NER)
     assert caught.value.param == "labels"
     assert "B-ORG" in caught.value.message
     assert "tags" in caught.value.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tuneserve.cli import app
 from tuneserve.registry import connect
-from tuneserve.tasks.ner import _spans
+from tuneserve.tasks.ner import iob2_spans
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.data import dialogues, entities, qa, sentiment, translation
 from tuneserve.zoo.data.common import split_list
@@ -23,7 +23,7 @@ def test_split_list_partitions_values():
 @pytest.mark.parametrize("module", [sentiment, entities, qa, translation, dialogues])
 def test_generators_are_deterministic_and_valid_rows(module):
     name = next(r.name for r in RECIPES.values() if r.data is module)
-    row_class = RECIPES[name].handler_class().Row
+    row_class = RECIPES[name].spec.Row
     rows = module.generate("train", 50, seed=1)
     assert rows == module.generate("train", 50, seed=1)
     assert rows != module.generate("train", 50, seed=2)
@@ -35,7 +35,7 @@ def test_heldout_entities_use_other_names_than_training():
     def names(split):
         found = set()
         for row in entities.generate(split, 300, seed=1):
-            for kind, first, last in _spans(row["tags"]):
+            for kind, first, last in iob2_spans(row["tags"]):
                 found.add((kind, " ".join(row["tokens"][first : last + 1])))
         return found
 

@@ -14,14 +14,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ZooProfile = Literal["full", "tiny"]
 
-DEFAULT_MODELS = {
-    "classification": "sentiment",
-    "ner": "entities",
-    "qa": "qa",
-    "translation": "translate-en-de",
-    "chat": "chat",
-}
-
 
 class DeploymentOptions(BaseModel):
     """Resources and limits of one Serve deployment (env: ``TUNESERVE_<NAME>__<FIELD>``)."""
@@ -131,17 +123,23 @@ class Settings(BaseSettings):
         description="Model input tokens per item; longer is truncated "
         "(classification, NER, translation) or windowed with a stride (QA).",
     )
-    qa_doc_stride: int = Field(
-        default=64, gt=0, description="Token overlap between QA context windows."
-    )
 
     # --- serving -----------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address the HTTP proxy binds.")
     port: int = Field(default=8000, gt=0, description="Port of the HTTP proxy.")
     app_name: str = Field(default="tuneserve", description="Serve application name.")
+    task_modules: list[str] = Field(
+        default_factory=list,
+        description="Import paths of plug-in task modules (each defines a SPEC), served "
+        "beside the built-in tasks; they must be importable on every node.",
+    )
+    task_options: dict[str, dict] = Field(
+        default_factory=dict,
+        description='Per-task settings, checked by each task, e.g. {"qa": {"doc_stride": 32}}.',
+    )
     default_models: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_MODELS),
-        description="Model each task serves when a request names none.",
+        default_factory=dict,
+        description="Model a task serves when a request names none; default: the task's own.",
     )
     served_tasks: list[str] | None = Field(
         default=None, description="Tasks to serve (one TaskServer each); default: all."
@@ -201,7 +199,10 @@ class Settings(BaseSettings):
     )
     train_torch_threads: int = Field(default=1, ge=1, description="torch threads per worker.")
     train_max_failures: int = Field(
-        default=0, ge=-1, description="Ray Train FailureConfig.max_failures (-1: forever)."
+        default=2,
+        ge=-1,
+        description="Ray Train FailureConfig.max_failures (-1: forever): how often a run "
+        "whose worker died is restarted from its latest checkpoint.",
     )
     train_check_every_steps: int = Field(
         default=5, ge=1, description="Steps between a progress event and a cancel check."

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tuneserve.api.types import UnixTime
 from tuneserve.errors import InvalidRequest
+
+SHOWN_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
 
 class FilePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     object: Literal["file"] = "file"
     bytes: int
-    created_at: int
+    created_at: UnixTime
     filename: str
     purpose: str
     status: Literal["processed"] = "processed"
@@ -119,12 +124,16 @@ class JobError(BaseModel):
 
 
 class JobPublic(BaseModel):
+    """A job, read from its record with ``from_attributes``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
-    created_at: int
+    created_at: UnixTime
     error: JobError | None
     fine_tuned_model: str | None
-    finished_at: int | None
+    finished_at: UnixTime | None
     hyperparameters: dict[str, Any]
     model: str
     organization_id: str = "tuneserve"
@@ -137,14 +146,30 @@ class JobPublic(BaseModel):
     estimated_finish: int | None = None
     integrations: list = Field(default_factory=list)
     metadata: dict[str, str] | None = None
-    method: dict[str, Any]
-    user_provided_suffix: str | None
+    method: dict[str, Any] = Field(default_factory=dict)
+    user_provided_suffix: str | None = Field(
+        validation_alias=AliasChoices("user_provided_suffix", "suffix")
+    )
     # --- tuneserve extensions ---
     task: str
     base_version: int
     promotion: dict[str, Any]
     result: dict[str, Any] | None
     trained_examples: int | None
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _shown(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI's three hyperparameters, as the job resolved them."""
+        return {key: value.get(key, "auto") for key in SHOWN_HYPERPARAMETERS}
+
+    @model_validator(mode="after")
+    def _supervised(self) -> JobPublic:
+        self.method = {
+            "type": "supervised",
+            "supervised": {"hyperparameters": self.hyperparameters},
+        }
+        return self
 
 
 class JobList(BaseModel):
@@ -154,9 +179,11 @@ class JobList(BaseModel):
 
 
 class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
-    created_at: int
+    created_at: UnixTime
     level: str
     message: str
     data: dict[str, Any] | None = None
@@ -170,13 +197,17 @@ class EventList(BaseModel):
 
 
 class CheckpointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
-    created_at: int
-    fine_tuned_model_checkpoint: str
-    fine_tuning_job_id: str
+    created_at: UnixTime
+    fine_tuned_model_checkpoint: str = Field(
+        validation_alias=AliasChoices("fine_tuned_model_checkpoint", "uri")
+    )
+    fine_tuning_job_id: str = Field(validation_alias=AliasChoices("fine_tuning_job_id", "job_id"))
     metrics: dict[str, Any]
-    step_number: int
+    step_number: int = Field(validation_alias=AliasChoices("step_number", "step"))
 
 
 class CheckpointList(BaseModel):
@@ -194,6 +225,8 @@ class PromoteRequest(BaseModel):
 
 
 class AliasMovePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     model: str
     alias: str
     from_version: int | None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +21,16 @@ from tuneserve.registry.db import (
     make_engine,
     utcnow,
 )
+from tuneserve.registry.records import (
+    AliasMove,
+    ModelInfo,
+    VersionInfo,
+    alias_move,
+    model_info,
+    version_info,
+)
+from tuneserve.registry.refs import PRODUCTION, ModelRef
 
-DEFAULT_ALIAS = "production"
 _MODEL_NAME = (re.compile(r"[a-z0-9_-]{1,64}"), "1-64 lowercase letters, digits, '-' or '_'")
 # Aliases start with a letter so that a reference like "3" can only ever mean version 3.
 _ALIAS_NAME = (
@@ -32,37 +39,6 @@ _ALIAS_NAME = (
 )
 _MAX_VERSION = 2**31 - 1  # an INTEGER column; larger numbers from a client simply do not exist
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    task: str
-    description: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    model: str
-    version: int
-    task: str
-    artifact_uri: str
-    sha256: str
-    metrics: dict[str, Any]
-    lineage: dict[str, Any]
-    base_version: int | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    model: str
-    alias: str
-    from_version: int | None
-    to_version: int
-    moved_at: datetime
-    reason: str
 
 
 class Registry:
@@ -92,19 +68,23 @@ class Registry:
                     row = ModelRow(name=name, task=task, description=description)
                     session.add(row)
                     session.flush()
-                return _same_task(_model_info(row), task)
+                return _same_task(model_info(row), task)
         except IntegrityError:
             # Created concurrently by another writer: answer as the repeated call would.
             return _same_task(self.get_model(name), task)
 
     def get_model(self, name: str) -> ModelInfo:
+        """The model with its aliases."""
         with self._transaction() as session:
-            return _model_info(_model_row(session, name))
+            row = _model_row(session, name)
+            return model_info(row, _aliases(session, name).get(name, {}))
 
     def list_models(self) -> list[ModelInfo]:
+        """Every model with its aliases, by name."""
         with self._transaction() as session:
-            rows = session.scalars(select(ModelRow).order_by(ModelRow.name))
-            return [_model_info(row) for row in rows]
+            rows = session.scalars(select(ModelRow).order_by(ModelRow.name)).all()
+            aliases = _aliases(session)
+            return [model_info(row, aliases.get(row.name, {})) for row in rows]
 
     # --- versions ----------------------------------------------------------------------
 
@@ -142,43 +122,46 @@ class Registry:
             )
             session.add(row)
             session.flush()
-            return _version_info(row)
+            return version_info(row)
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with self._transaction() as session:
-            return _version_info(_version_row(session, name, version))
+            return version_info(_version_row(session, name, version))
 
     def list_versions(self, name: str) -> list[VersionInfo]:
+        """Every version of ``name``, oldest first, each with the aliases pointing at it."""
         with self._transaction() as session:
             _model_row(session, name)
             rows = session.scalars(
                 select(VersionRow).where(VersionRow.model_name == name).order_by(VersionRow.version)
             )
-            return [_version_info(row) for row in rows]
+            aliases = _aliases(session, name).get(name, {})
+            return [
+                version_info(row, tuple(a for a, v in aliases.items() if v == row.version))
+                for row in rows
+            ]
 
     def resolve(self, name: str, ref: int | str | None = None) -> VersionInfo:
         """The version ``ref`` names: None → 'production', 3 or '3' → version 3, else an alias."""
-        ref = DEFAULT_ALIAS if ref is None else ref
-        if isinstance(ref, str) and ref.isascii() and ref.isdigit():
-            ref = int(ref)
+        return self.resolve_ref(ModelRef.of(name, ref))
+
+    def resolve_ref(self, parsed: ModelRef) -> VersionInfo:
+        name = parsed.name
         with self._transaction() as session:
-            if isinstance(ref, int):
-                return _version_info(_version_row(session, name, ref))
+            if parsed.version is not None:
+                return version_info(_version_row(session, name, parsed.version))
             _model_row(session, name)
-            alias = session.get(AliasRow, (name, ref))
+            alias = session.get(AliasRow, (name, parsed.alias))
             if alias is None:
-                raise NotFound(f"model '{name}' has no alias '{ref}'", param="alias")
-            return _version_info(_version_row(session, name, alias.version))
+                raise NotFound(f"model '{name}' has no alias '{parsed.alias}'", param="alias")
+            return version_info(_version_row(session, name, alias.version))
 
     # --- aliases -----------------------------------------------------------------------
 
     def aliases(self, name: str) -> dict[str, int]:
         with self._transaction() as session:
             _model_row(session, name)
-            rows = session.scalars(
-                select(AliasRow).where(AliasRow.model_name == name).order_by(AliasRow.alias)
-            )
-            return {row.alias: row.version for row in rows}
+            return _aliases(session, name).get(name, {})
 
     def move_alias(
         self,
@@ -213,7 +196,7 @@ class Registry:
                 )
                 session.add(move)
                 session.flush()
-                return _alias_move(move)
+                return alias_move(move)
         except IntegrityError:
             # The alias was created by a concurrent first set between our check and insert.
             current = self.aliases(name).get(alias)
@@ -228,9 +211,9 @@ class Registry:
                 .where(AliasHistoryRow.model_name == name, AliasHistoryRow.alias == alias)
                 .order_by(AliasHistoryRow.id.desc())
             )
-            return [_alias_move(row) for row in rows]
+            return [alias_move(row) for row in rows]
 
-    def previous_version(self, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
+    def previous_version(self, name: str, alias: str = PRODUCTION) -> int | None:
         """The version ``alias`` pointed to before its latest move (None if it had none)."""
         history = self.alias_history(name, alias)
         return history[0].from_version if history else None
@@ -306,32 +289,12 @@ def _version_row(session: Session, name: str, version: int) -> VersionRow:
     return row
 
 
-def _model_info(row: ModelRow) -> ModelInfo:
-    return ModelInfo(
-        name=row.name, task=row.task, description=row.description, created_at=row.created_at
-    )
-
-
-def _version_info(row: VersionRow) -> VersionInfo:
-    return VersionInfo(
-        model=row.model_name,
-        version=row.version,
-        task=row.task,
-        artifact_uri=row.artifact_uri,
-        sha256=row.sha256,
-        metrics=dict(row.metrics),
-        lineage=dict(row.lineage),
-        base_version=row.base_version,
-        created_at=row.created_at,
-    )
-
-
-def _alias_move(row: AliasHistoryRow) -> AliasMove:
-    return AliasMove(
-        model=row.model_name,
-        alias=row.alias,
-        from_version=row.from_version,
-        to_version=row.to_version,
-        moved_at=row.moved_at,
-        reason=row.reason,
-    )
+def _aliases(session: Session, name: str | None = None) -> dict[str, dict[str, int]]:
+    """model → {alias: version}, sorted by alias, for one model or all."""
+    query = select(AliasRow).order_by(AliasRow.model_name, AliasRow.alias)
+    if name is not None:
+        query = query.where(AliasRow.model_name == name)
+    found: dict[str, dict[str, int]] = {}
+    for row in session.scalars(query):
+        found.setdefault(row.model_name, {})[row.alias] = row.version
+    return found

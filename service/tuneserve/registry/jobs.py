@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -14,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tuneserve.errors import Conflict, NotFound
 from tuneserve.registry.db import CheckpointRow, FileRow, JobEventRow, JobRow, utcnow
+from tuneserve.registry.records import CheckpointInfo, EventInfo, FileInfo, JobInfo, record_of
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("validating_files", "queued", "running", "evaluating")
@@ -22,70 +21,6 @@ JOB_STATES = ACTIVE + TERMINAL
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    id: str
-    filename: str
-    purpose: str
-    bytes: int
-    sha256: str
-    rows: int
-    task: str
-    labels: list[str]
-    uri: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: str
-    model: str
-    base_version: int
-    task: str
-    training_file: str
-    validation_file: str | None
-    hyperparameters: dict[str, Any]
-    promotion: dict[str, Any]
-    suffix: str | None
-    status: str
-    cancel_requested: bool
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
-    fine_tuned_model: str | None
-    trained_tokens: int | None
-    trained_examples: int | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class EventInfo:
-    id: str
-    job_id: str
-    level: str
-    type: str
-    message: str
-    data: dict[str, Any] | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    id: str
-    job_id: str
-    epoch: int
-    step: int
-    uri: str
-    metrics: dict[str, Any]
-    created_at: datetime
-
-
-def _info(cls, row) -> Any:
-    fields = cls.__dataclass_fields__
-    return cls(**{name: getattr(row, name) for name in fields if hasattr(row, name)})
 
 
 class JobStore:
@@ -143,7 +78,7 @@ class JobStore:
 
     @staticmethod
     def _file_info(row: FileRow) -> FileInfo:
-        return FileInfo(**{**_info(FileInfo, row).__dict__, "labels": row.labels["labels"]})
+        return FileInfo(**{**record_of(FileInfo, row).__dict__, "labels": row.labels["labels"]})
 
     # --- jobs --------------------------------------------------------------------------
     def create_job(self, **fields: Any) -> JobInfo:
@@ -151,11 +86,11 @@ class JobStore:
             row = JobRow(id=new_id("ftjob"), status="validating_files", **fields)
             session.add(row)
         self.add_event(row.id, f"created fine-tuning job {row.id}")
-        return _info(JobInfo, row)
+        return record_of(JobInfo, row)
 
     def get_job(self, job_id: str) -> JobInfo:
         with self._transaction() as session:
-            return _info(JobInfo, self._job_row(session, job_id))
+            return record_of(JobInfo, self._job_row(session, job_id))
 
     def list_jobs(self, after: str | None, limit: int) -> tuple[list[JobInfo], bool]:
         """Newest first; ``after`` is the id of the last job of the previous page."""
@@ -164,14 +99,14 @@ class JobStore:
             if after is not None:
                 query = query.where(JobRow.seq < self._job_row(session, after).seq)
             rows = session.scalars(query.limit(limit + 1)).all()
-            return [_info(JobInfo, row) for row in rows[:limit]], len(rows) > limit
+            return [record_of(JobInfo, row) for row in rows[:limit]], len(rows) > limit
 
     def next_job(self, statuses: tuple[str, ...]) -> JobInfo | None:
         """The oldest job in one of ``statuses``."""
         with self._transaction() as session:
             query = select(JobRow).where(JobRow.status.in_(statuses)).order_by(JobRow.seq)
             row = session.scalars(query.limit(1)).first()
-            return _info(JobInfo, row) if row else None
+            return record_of(JobInfo, row) if row else None
 
     def transition(self, job_id: str, expected: tuple[str, ...], status: str, **fields) -> bool:
         """Move a job to ``status`` only if it is in one of ``expected`` (compare-and-set)."""
@@ -251,7 +186,7 @@ class JobStore:
                 latest: dict[str, Any] = {}
                 for data in reversed(recent):
                     latest.update(data or {})
-                progress.append((_info(JobInfo, row), latest))
+                progress.append((record_of(JobInfo, row), latest))
             return progress
 
     @staticmethod

@@ -103,6 +103,20 @@ class ArtifactStore:
     def _path_of(self, key: str) -> str:
         return f"{self._root.rstrip('/')}/{_checked_key(key)}"
 
+    def adopt(self, uri: str, drop: tuple[str, ...] = ()) -> str:
+        """Make a directory another writer finished (a Ray Train checkpoint) an artifact.
+
+        ``drop`` names entries removed first (training state a served version never reads);
+        a remote directory then gets the completion marker readers wait for.
+        """
+        fs, path = url_to_fs(uri)
+        for name in drop:
+            if fs.exists(f"{path}/{name}"):
+                fs.rm(f"{path}/{name}", recursive=True)
+        if not isinstance(fs, LocalFileSystem):
+            fs.pipe_file(f"{path}/{COMPLETE_MARKER}", b"")
+        return uri
+
     def exists(self, uri: str) -> bool:
         """Whether ``uri`` names a complete artifact."""
         fs, path = url_to_fs(uri)

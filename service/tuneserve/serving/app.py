@@ -12,21 +12,24 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from tuneserve.serving.gateway import Gateway, create_api
+from tuneserve.serving.api import create_api
+from tuneserve.serving.fleet import task_server_name
+from tuneserve.serving.gateway import Gateway
 from tuneserve.serving.task_server import TaskServer
 from tuneserve.settings import Settings
-from tuneserve.tasks import HANDLERS
+from tuneserve.tasks.catalog import TaskCatalog
 
 
 def build_app(settings: Settings) -> Application:
     """The gateway bound to one TaskServer deployment per served task."""
+    catalog = TaskCatalog.load(settings.task_modules)
     servers = {
-        task: serve.deployment(TaskServer, name=f"TaskServer-{task}")
-        .options(**settings.task_server_options(task).serve_options())
-        .bind(task, settings)
-        for task in settings.served_tasks or list(HANDLERS)
+        spec.name: serve.deployment(TaskServer, name=task_server_name(spec.name))
+        .options(**settings.task_server_options(spec.name).serve_options())
+        .bind(spec.name, settings)
+        for spec in catalog.select(settings.served_tasks)
     }
-    gateway = serve.deployment(serve.ingress(create_api())(Gateway), name="Gateway")
+    gateway = serve.deployment(serve.ingress(create_api(catalog))(Gateway), name="Gateway")
     return gateway.options(**settings.gateway.serve_options()).bind(servers, settings)
 
 

@@ -18,8 +18,9 @@ import torch
 
 from tuneserve.serving import kv_cache
 from tuneserve.serving.version_metrics import VersionMetrics, unrecorded
-from tuneserve.tasks.chat import ChatDelta, ChatHandler, ChatItem
-from tuneserve.tasks.generation import SequenceState
+from tuneserve.tasks.chat import ChatDelta, ChatItem
+from tuneserve.tasks.handlers.chat import ChatHandler
+from tuneserve.tasks.handlers.generation import SequenceState
 
 RunInThread = Callable[..., Awaitable]
 

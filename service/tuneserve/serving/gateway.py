@@ -1,97 +1,118 @@
-"""The gateway: Serve ingress that owns HTTP and calls one TaskServer per task.
+"""The gateway: Serve ingress that owns HTTP and runs inference on one TaskServer per task.
 
-Routes are plain FastAPI functions in ``serving/routes/``; they reach the running gateway
-through the ``current_gateway`` dependency, so they stay testable and free of Ray.
+Routes reach this replica's gateway, and through it the control-plane services, by the
+dependencies in ``deps.py``. The services connect to the registry on first use, off the
+event loop, so the gateway starts even while the database is busy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import threading
-import uuid
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from ray import serve
+from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
-from tuneserve import __version__
-from tuneserve.errors import PayloadTooLarge, Unauthorized
+from tuneserve.control.fine_tuning import FineTuningService
+from tuneserve.control.models import ModelService
+from tuneserve.control.resolver import Target
+from tuneserve.errors import PayloadTooLarge
 from tuneserve.logs import configure_logging
-from tuneserve.registry import ArtifactStore, Registry, connect
-from tuneserve.registry.jobs import JobStore
-from tuneserve.serving.access_log import install_access_log, note_served, note_texts
-from tuneserve.serving.errors import install_error_handlers, serve_errors_as_ours
-from tuneserve.serving.resolver import ModelResolver, Target
+from tuneserve.registry import connect
+from tuneserve.serving.access_log import note_served, note_texts
+from tuneserve.serving.errors import serve_errors_as_ours
+from tuneserve.serving.fleet import ServeFleet, ServePromoter
 from tuneserve.settings import Settings
+from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.tasks.spec import Limits, TaskRequest, TaskSpec
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.registry_collector import collector_registry
+
+
+@dataclass(frozen=True)
+class Services:
+    models: ModelService
+    fine_tuning: FineTuningService
 
 
 class Gateway:
     def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings):
         configure_logging()
         self.settings = settings
+        self.catalog = TaskCatalog.load(settings.task_modules)
         self.servers = servers
         self.recorder = Recorder(settings.metrics_enabled)
+        self.limits = Limits(max_new_tokens=settings.max_new_tokens)
         self._connect_lock = threading.Lock()
 
+    # --- control plane -----------------------------------------------------------------
     @functools.cached_property
-    def _connection(self) -> tuple[Registry, ArtifactStore]:
-        """Connected on first use, so the gateway starts even while the database is busy."""
+    def _services(self) -> Services:
         with self._connect_lock:
-            return connect(self.settings)
+            registry, store = connect(self.settings)
+        defaults = {spec.name: spec.default_model for spec in self.catalog}
+        models = ModelService(
+            registry,
+            ServeFleet(self.settings.app_name),
+            self.recorder,
+            defaults | self.settings.default_models,
+            self.settings.alias_cache_ttl_s,
+        )
+        fine_tuning = FineTuningService(
+            self.settings, registry, store, self.catalog, lambda: self.runner.wake.remote()
+        )
+        return Services(models, fine_tuning)
 
-    @property
-    def registry(self) -> Registry:
-        return self._connection[0]
-
-    @property
-    def store(self) -> ArtifactStore:
-        return self._connection[1]
-
-    @functools.cached_property
-    def jobs(self) -> JobStore:
-        return JobStore(self.registry.engine)
+    async def services(self) -> Services:
+        """The control-plane services; the first call connects, in a thread."""
+        if "_services" not in self.__dict__:
+            await asyncio.to_thread(lambda: self._services)
+        return self._services
 
     @functools.cached_property
     def runner(self):
         """The cluster's JobRunner actor, started by whichever gateway needs it first."""
         from tuneserve.training.runner import get_or_start_runner
 
-        return get_or_start_runner(self.settings)
+        return get_or_start_runner(self.settings, ServePromoter(self.settings))
 
     @functools.cached_property
     def metrics_registry(self):
         """The registry-derived metrics, read at scrape time (``GET /metrics``)."""
-        return collector_registry(lambda: (self.registry, self.jobs), list(self.servers))
 
-    @staticmethod
-    def new_key() -> str:
-        return uuid.uuid4().hex
+        def connected():
+            fine_tuning = self._services.fine_tuning
+            return fine_tuning.registry, fine_tuning.jobs
 
-    @functools.cached_property
-    def resolver(self) -> ModelResolver:
-        return ModelResolver(
-            self.registry, self.settings.default_models, self.settings.alias_cache_ttl_s
-        )
+        return collector_registry(connected, list(self.servers))
+
+    # --- inference ---------------------------------------------------------------------
+    async def run_task(self, spec: TaskSpec, request: TaskRequest) -> dict[str, Any]:
+        """A generated task route's whole work: items, limits, version, batch, response."""
+        items = spec.items(request, self.limits)
+        self.check_texts([spec.text_of(item) for item in items])
+        target = await self.resolve(request.model, spec.name)
+        results = await self.predict(target, items)
+        return {"model": target.name, "version": target.version, "results": results}
 
     async def resolve(self, model: str | None, task: str) -> Target:
-        target = self.resolver.resolve_cached(model, task) if "resolver" in self.__dict__ else None
-        if target is None:  # not connected yet, or not in the cached view
-            target = await asyncio.to_thread(lambda: self.resolver.resolve(model, task))
+        services = await self.services()
+        target = services.models.resolve_cached(model, task)
+        if target is None:  # not in the cached view: read the registry in a thread
+            target = await asyncio.to_thread(services.models.resolve, model, task)
         note_served(target.task, target.name, target.version)
         return target
 
-    async def predict(self, target: Target, items: list[dict[str, Any]]) -> list[dict]:
+    async def predict(self, target: Target, items: list[BaseModel]) -> list[dict]:
         with serve_errors_as_ours():
             return await self.servers[target.task].predict.remote(
                 target.name, target.version, items
             )
 
-    def chat_stream(self, target: Target, item: dict[str, Any]) -> DeploymentResponseGenerator:
+    def chat_stream(self, target: Target, item: BaseModel) -> DeploymentResponseGenerator:
         server = self.servers[target.task].options(stream=True)
         return server.chat.remote(target.name, target.version, item)
 
@@ -121,40 +142,3 @@ class Gateway:
                 )
         if self.settings.log_request_text:  # only texts within the limits reach the log
             note_texts(texts)
-
-
-def require_admin(request: Request) -> None:
-    """Admin routes (promote, rollback) need ``Authorization: Bearer <admin_token>`` when
-    the ``admin_token`` setting is set."""
-    token = current_gateway().settings.admin_token
-    if token is None:
-        return
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
-        raise Unauthorized("this route needs the admin token: Authorization: Bearer <token>")
-
-
-def current_gateway() -> Gateway:
-    """The gateway instance of this replica (FastAPI dependency)."""
-    return serve.get_replica_context().servable_object
-
-
-GatewayDep = Annotated[Gateway, Depends(current_gateway)]
-AdminDep = Depends(require_admin)
-
-
-def create_api() -> FastAPI:
-    """The FastAPI app with every router and the error handlers installed."""
-    from tuneserve.serving.routes import chat, files, jobs, metrics, models, tasks
-
-    api = FastAPI(
-        title="tuneserve",
-        version=__version__,
-        description="Five NLP tasks served on Ray Serve, fine-tuned online.",
-    )
-    install_error_handlers(api)
-    install_access_log(api)
-    routers = (models.router, tasks.router, chat.router, files.router, jobs.router, metrics.router)
-    for router in routers:
-        api.include_router(router)
-    return api

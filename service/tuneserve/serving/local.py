@@ -6,6 +6,7 @@ import ray
 from ray import serve
 
 from tuneserve.serving.app import build_app
+from tuneserve.serving.fleet import ServePromoter
 from tuneserve.settings import Settings
 from tuneserve.training.runner import get_or_start_runner
 
@@ -43,7 +44,7 @@ def deploy(settings: Settings) -> str:
     """Start the job runner and the Serve application on the connected cluster."""
     # the job runner first, and waited for: it marks jobs a previous run left mid-flight,
     # so nobody sees a stale "running" job once the API answers
-    runner = get_or_start_runner(settings)
+    runner = get_or_start_runner(settings, ServePromoter(settings))
     ray.get(runner.running.remote())
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)

@@ -25,8 +25,8 @@ from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.resident import Key, Resident, ResidentModels
 from tuneserve.serving.version_metrics import VersionMetrics
 from tuneserve.settings import Settings
-from tuneserve.tasks import handler_for
-from tuneserve.tasks.base import TaskHandler
+from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.tasks.handlers.base import TaskHandler
 from tuneserve.telemetry import Recorder
 
 logger = logging.getLogger("tuneserve.task_server")
@@ -40,7 +40,9 @@ class TaskServer:
         torch.set_num_threads(settings.torch_threads)
         self.task = task
         self.settings = settings
-        self.handler_class = handler_for(task)
+        self.spec = TaskCatalog.load(settings.task_modules).get(task)
+        self.options = self.spec.options(settings.task_options.get(task))
+        self.handler_class = self.spec.handler_class()
         # one model thread per replica: batches run one after another, never oversubscribed
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{task}-model")
         self.recorder = Recorder(settings.metrics_enabled)
@@ -87,7 +89,7 @@ class TaskServer:
         except Exception:
             metrics.load_failed()
             raise
-        if self.handler_class.streams:
+        if self.spec.streams:
             runtime: Any = ChatEngine(
                 handler,
                 self._in_model_thread,
@@ -112,13 +114,12 @@ class TaskServer:
         registry, store = await self._connected
         version = await asyncio.to_thread(registry.get_version, name, number)
         path = await asyncio.to_thread(store.local_path, version.artifact_uri)
-        options = {
-            "max_length": self.settings.max_sequence_length,
-            "doc_stride": self.settings.qa_doc_stride,
-        }
-        options = {k: v for k, v in options.items() if k in self.handler_class.options}
-        handler = await self._in_model_thread(lambda: self.handler_class.load(path, **options))
-        example = self.handler_class.Item(**self.handler_class.example)
+        handler = await self._in_model_thread(
+            lambda: self.handler_class.load(
+                path, max_length=self.settings.max_sequence_length, options=self.options
+            )
+        )
+        example = self.spec.Item(**self.spec.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up
         return handler
 
@@ -131,26 +132,25 @@ class TaskServer:
         return outputs
 
     # --- requests ----------------------------------------------------------------------
-    async def predict(self, name: str, version: int, items: list[dict]) -> list[dict]:
-        """Outputs for ``items`` from model ``name@version``, batched with concurrent calls."""
+    async def predict(self, name: str, version: int, items: list) -> list[dict]:
+        """Outputs for ``items`` (the gateway validated them) from ``name@version``, batched
+        with concurrent calls; as JSON-ready dicts, the form the response is sent in."""
         resident = await self._resident(name, version, len(items))
         try:
-            parsed = [self.handler_class.Item.model_validate(item) for item in items]
-            outputs = await resident.runtime.submit(parsed)
+            outputs = await resident.runtime.submit(items)
         except Exception:
             resident.metrics.request(ok=False, items=len(items))
             raise
         resident.metrics.request(ok=True, items=len(items))
         return [output.model_dump() for output in outputs]
 
-    async def chat(self, name: str, version: int, item: dict) -> AsyncIterator[dict]:
+    async def chat(self, name: str, version: int, item) -> AsyncIterator[dict]:
         """Stream one chat completion: a dict per step, usage counts on the last one."""
         resident = await self._resident(name, version, 1)
         ok = False
         try:
-            parsed = self.handler_class.Item.model_validate(item)
             engine: ChatEngine = resident.runtime
-            async for delta in engine.generate(parsed):
+            async for delta in engine.generate(item):
                 event = {"text": delta.text, "finish_reason": delta.finish_reason}
                 if delta.finish_reason is not None:
                     event["usage"] = delta.usage

@@ -7,7 +7,7 @@ and the loader each report in a word and never build label sets on the hot path.
 from __future__ import annotations
 
 from tuneserve.serving.batcher import BatchRecord
-from tuneserve.tasks.base import TokenCounts
+from tuneserve.tasks.handlers.base import TokenCounts
 from tuneserve.telemetry import catalog
 from tuneserve.telemetry.recorder import Recorder
 

@@ -1,21 +1,19 @@
-"""Text classification: a sequence-classification encoder, one label per text."""
+"""Text classification: one label per text, best labels first."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-import torch
 from pydantic import BaseModel, Field
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from tuneserve.tasks.base import Batch, TaskHandler
-from tuneserve.tasks.metrics import classification_report
+from tuneserve.tasks.spec import Limits, ServedBy, TaskRequest, TaskSpec, as_list
+
+TopK = Annotated[int, Field(ge=1, le=100, description="Labels per input, best first.")]
 
 
 class ClassificationItem(BaseModel):
     text: str
-    top_k: int = Field(default=1, ge=1, description="How many labels to return, best first.")
+    top_k: TopK = 1
 
 
 class ClassificationRow(BaseModel):
@@ -35,64 +33,35 @@ class ClassificationOutput(BaseModel):
     truncated: bool = Field(description="True when the text was cut to the model's length.")
 
 
-class ClassificationHandler(
-    TaskHandler[ClassificationItem, ClassificationRow, ClassificationOutput]
-):
-    task = "classification"
+class ClassifyRequest(TaskRequest):
+    inputs: str | list[str] = Field(examples=["The concert was wonderful."])
+    top_k: TopK = 1
+
+
+class ClassifyResponse(ServedBy):
+    results: list[ClassificationOutput]
+
+
+class ClassificationTask(TaskSpec):
+    name = "classification"
     Item = ClassificationItem
     Row = ClassificationRow
     Output = ClassificationOutput
-    auto_model = AutoModelForSequenceClassification
+    route = "/classify"
+    Request = ClassifyRequest
+    Response = ClassifyResponse
+    summary = "Label each input text, best labels first."
+    handler = "tuneserve.tasks.handlers.classification:ClassificationHandler"
+    default_model = "sentiment"
     primary_metric = "accuracy"
-    example: ClassVar[dict] = {"text": "A warm-up sentence."}
+    example: ClassVar[dict[str, Any]] = {"text": "A warm-up sentence."}
+    label_kind = "labels"
 
-    def preprocess(self, items: Sequence[ClassificationItem]) -> Batch:
-        encoded = self._encode_truncated([item.text for item in items])
-        return Batch(inputs=encoded.inputs, items=items, meta={"truncated": encoded.truncated})
+    def items(self, request: ClassifyRequest, limits: Limits) -> list[ClassificationItem]:
+        return [ClassificationItem(text=t, top_k=request.top_k) for t in as_list(request.inputs)]
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return self.model(**batch.inputs).logits.softmax(dim=-1).cpu()
+    def row_labels(self, row: dict[str, Any]) -> list[str]:
+        return [row["label"]]
 
-    def postprocess(self, batch: Batch, outputs: torch.Tensor) -> list[ClassificationOutput]:
-        labels = self._labels()
-        results = []
-        for item, probs, truncated in zip(
-            batch.items, outputs, batch.meta["truncated"], strict=True
-        ):
-            scores, indices = probs.topk(min(item.top_k, len(labels)))
-            top = [
-                LabelScore(label=labels[i], score=float(s))
-                for s, i in zip(scores, indices, strict=True)
-            ]
-            results.append(
-                ClassificationOutput(
-                    label=top[0].label, score=top[0].score, top=top, truncated=truncated
-                )
-            )
-        return results
 
-    def row_labels(self, row: ClassificationRow) -> list[str]:
-        return [row.label]
-
-    def training_features(self, rows: Sequence[ClassificationRow]) -> list[dict[str, Any]]:
-        encoded = self.tokenizer(
-            [row.text for row in rows], truncation=True, max_length=self.max_length
-        )
-        labels = [self._label_id(row.label, f"rows[{i}].label") for i, row in enumerate(rows)]
-        return [
-            {"input_ids": ids, "attention_mask": mask, "labels": label}
-            for ids, mask, label in zip(
-                encoded["input_ids"], encoded["attention_mask"], labels, strict=True
-            )
-        ]
-
-    @property
-    def collator(self) -> DataCollatorWithPadding:
-        return DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
-
-    def evaluate(
-        self, rows: Sequence[ClassificationRow], *, batch_size: int = 32
-    ) -> dict[str, Any]:
-        items = [ClassificationItem(text=row.text) for row in rows]
-        predicted = [out.label for out in self.predict_in_chunks(items, batch_size)]
-        return classification_report([row.label for row in rows], predicted, self._labels())
+SPEC = ClassificationTask()

@@ -1,24 +1,16 @@
-"""Named-entity recognition: a token-classification encoder over IOB2 tags.
-
-Training rows come as words with tags; served text is split into words by the tokenizer's
-own pre-tokenizer. Each word is tagged by its first word piece, and entities carry character
-offsets into the text they came from.
-"""
+"""Named-entity recognition: entities of a text with character offsets, trained on IOB2 tags."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import torch
 from pydantic import BaseModel, Field, model_validator
-from seqeval.metrics import classification_report as seqeval_report
-from seqeval.scheme import IOB2
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from tuneserve.tasks.base import Batch, TaskHandler
+from tuneserve.tasks.spec import Limits, ServedBy, TaskRequest, TaskSpec, as_list
 
-IGNORED = -100  # label id that the loss skips (special tokens, non-first word pieces)
+IOB2_TAG = re.compile(r"O|[BI]-\S+")
 
 
 class NerItem(BaseModel):
@@ -49,7 +41,15 @@ class NerOutput(BaseModel):
     truncated: bool = Field(description="True when text past the model's length was not read.")
 
 
-def _spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+class NerRequest(TaskRequest):
+    inputs: str | list[str] = Field(examples=["Anna Schmidt flew to Paris."])
+
+
+class NerResponse(ServedBy):
+    results: list[NerOutput]
+
+
+def iob2_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     """(type, first word, last word) of each entity in an IOB2 sequence; a stray I- opens one."""
     spans: list[tuple[str, int, int]] = []
     for index, tag in enumerate(tags):
@@ -61,123 +61,38 @@ def _spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
-def _scores(entry: dict) -> dict[str, float]:
-    return {
-        name: float(entry[key])
-        for name, key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"))
-    }
-
-
-class NerHandler(TaskHandler[NerItem, NerRow, NerOutput]):
-    task = "ner"
+class NerTask(TaskSpec):
+    name = "ner"
     Item = NerItem
     Row = NerRow
     Output = NerOutput
-    auto_model = AutoModelForTokenClassification
+    route = "/ner"
+    Request = NerRequest
+    Response = NerResponse
+    summary = "Entities of each input text, with character offsets."
+    handler = "tuneserve.tasks.handlers.ner:NerHandler"
+    default_model = "entities"
     primary_metric = "f1"
-    example: ClassVar[dict] = {"text": "Anna flew to Paris."}
+    example: ClassVar[dict[str, Any]] = {"text": "Anna flew to Paris."}
+    label_kind = "tags"
 
-    def preprocess(self, items: Sequence[NerItem]) -> Batch:
-        encoded = self._encode_truncated([i.text for i in items], return_offsets_mapping=True)
-        meta = {"truncated": encoded.truncated, "word_ids": encoded.word_ids}
-        meta["offsets"] = encoded.offsets
-        return Batch(inputs=encoded.inputs, items=items, meta=meta)
+    def items(self, request: NerRequest, limits: Limits) -> list[NerItem]:
+        return [NerItem(text=t) for t in as_list(request.inputs)]
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return self.model(**batch.inputs).logits.softmax(dim=-1).cpu()
+    def row_labels(self, row: dict[str, Any]) -> list[str]:
+        return row["tags"]
 
-    def _word_tags(self, probs: torch.Tensor, word_ids: list[int | None]):
-        """Tag and score of each word, read from its first word piece."""
-        labels = self._labels()
-        scores, indices = probs.max(dim=-1)
-        words: dict[int, tuple[str, float, int]] = {}
-        for position, word in enumerate(word_ids):
-            if word is not None and word not in words:
-                words[word] = (labels[int(indices[position])], float(scores[position]), position)
-        return words
+    def head_labels(self, labels: set[str]) -> list[str]:
+        """For every entity type both B- and I-: a head that knows one needs the other."""
+        kinds = {tag.partition("-")[2] for tag in labels if tag != "O"}
+        return sorted(labels | {f"{p}-{k}" for k in kinds for p in ("B", "I")})
 
-    def postprocess(self, batch: Batch, outputs: torch.Tensor) -> list[NerOutput]:
-        results = []
-        for row, item in enumerate(batch.items):
-            word_ids, offsets = batch.meta["word_ids"][row], batch.meta["offsets"][row]
-            words = self._word_tags(outputs[row], word_ids)
-            char_span = {w: [None, None] for w in words}
-            for position, word in enumerate(word_ids):
-                if word is not None:
-                    start, end = offsets[position]
-                    char_span[word][0] = start if char_span[word][0] is None else char_span[word][0]
-                    char_span[word][1] = end
-            order = sorted(words)
-            entities = []
-            for kind, first, last in _spans([words[w][0] for w in order]):
-                start, end = char_span[order[first]][0], char_span[order[last]][1]
-                span_words = order[first : last + 1]
-                score = sum(words[w][1] for w in span_words) / len(span_words)
-                entities.append(
-                    Entity(text=item.text[start:end], label=kind, start=start, end=end, score=score)
-                )
-            results.append(NerOutput(entities=entities, truncated=batch.meta["truncated"][row]))
-        return results
+    def row_errors(self, row: dict[str, Any]) -> list[tuple[str, str]]:
+        return [
+            (f"tags.{i}", f"{tag!r} is not an IOB2 tag (O, B-TYPE or I-TYPE)")
+            for i, tag in enumerate(row["tags"])
+            if not IOB2_TAG.fullmatch(tag)
+        ]
 
-    def row_labels(self, row: NerRow) -> list[str]:
-        """Its tags, and for every entity type both B- and I- (the head needs the pair)."""
-        kinds = {tag.partition("-")[2] for tag in row.tags if tag != "O"}
-        return sorted(set(row.tags) | {f"{p}-{k}" for k in kinds for p in ("B", "I")})
 
-    def training_features(self, rows: Sequence[NerRow]) -> list[dict[str, Any]]:
-        encoded = self.tokenizer(
-            [row.tokens for row in rows],
-            is_split_into_words=True,
-            truncation=True,
-            max_length=self.max_length,
-        )
-        features = []
-        for index, row in enumerate(rows):
-            tag_ids = [
-                self._label_id(t, f"rows[{index}].tags[{j}]") for j, t in enumerate(row.tags)
-            ]
-            labels, previous = [], None
-            for word in encoded.word_ids(index):
-                first_piece = word is not None and word != previous
-                labels.append(tag_ids[word] if first_piece else IGNORED)
-                previous = word
-            features.append(
-                {
-                    "input_ids": encoded["input_ids"][index],
-                    "attention_mask": encoded["attention_mask"][index],
-                    "labels": labels,
-                }
-            )
-        return features
-
-    @property
-    def collator(self) -> DataCollatorForTokenClassification:
-        return DataCollatorForTokenClassification(
-            self.tokenizer, label_pad_token_id=IGNORED, return_tensors="pt"
-        )
-
-    def evaluate(self, rows: Sequence[NerRow], *, batch_size: int = 32) -> dict[str, Any]:
-        """Entity-level precision, recall and F1 (seqeval, strict IOB2) over the rows' words."""
-        predicted: list[list[str]] = []
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            encoded = self._encode_truncated([r.tokens for r in chunk], is_split_into_words=True)
-            with torch.inference_mode():
-                probs = self.model(**encoded.inputs).logits.softmax(dim=-1).cpu()
-            for index, row in enumerate(chunk):
-                words = self._word_tags(probs[index], encoded.word_ids[index])
-                predicted.append(
-                    [words[w][0] if w in words else "O" for w in range(len(row.tokens))]
-                )
-        report = seqeval_report(
-            [row.tags for row in rows],
-            predicted,
-            mode="strict",
-            scheme=IOB2,
-            output_dict=True,
-            zero_division=0,
-        )
-        return {
-            **_scores(report["micro avg"]),
-            "per_type": {kind: _scores(v) for kind, v in report.items() if "avg" not in kind},
-        }
+SPEC = NerTask()

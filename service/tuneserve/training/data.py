@@ -17,18 +17,17 @@ import hashlib
 import io
 import json
 import random
-import re
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from tuneserve.errors import InvalidRequest, PayloadTooLarge
-from tuneserve.tasks import HANDLERS, handler_for
+from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.tasks.spec import TaskSpec
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
-IOB2_TAG = re.compile(r"O|[BI]-\S+")
 JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number"}
 
 
@@ -41,7 +40,7 @@ class RowError:
 
 @dataclass(frozen=True)
 class ParsedFile:
-    task: str  # a key of tuneserve.tasks.HANDLERS
+    task: str  # a task name of the catalog
     rows: list[dict]  # validated rows in file order, as the task's Row model dumps them
     labels: list[str]  # sorted: classification labels, NER tags (all IOB2 tags seen), else []
     sha256: str  # of the raw uploaded bytes
@@ -53,6 +52,7 @@ Record = tuple[int, dict[str, Any]]  # (line, the object or CSV cells on it)
 def parse_training_file(
     data: bytes,
     filename: str,
+    catalog: TaskCatalog,
     *,
     task: str | None = None,
     max_bytes: int,
@@ -81,11 +81,12 @@ def parse_training_file(
         )
     if not records:  # no line could be read as a row
         raise _invalid_rows(errors, max_errors)
-    task = task or _infer_task([value for _, value in records])
-    rows, row_errors = _validate(records, task, cells_are_text=fmt == "csv")
+    spec = catalog.get(task) if task else _infer_task(catalog, [value for _, value in records])
+    rows, row_errors = _validate(records, spec, cells_are_text=fmt == "csv")
     if errors or row_errors:
         raise _invalid_rows(errors + row_errors, max_errors)
-    return ParsedFile(task, rows, _labels(task, rows), hashlib.sha256(data).hexdigest())
+    labels = sorted({label for row in rows for label in spec.row_labels(row)})
+    return ParsedFile(spec.name, rows, labels, hashlib.sha256(data).hexdigest())
 
 
 def _format_of(filename: str) -> str:
@@ -157,17 +158,17 @@ def _csv_records(text: str) -> tuple[list[Record], list[RowError]]:
     return records, errors
 
 
-def _infer_task(values: list[dict[str, Any]]) -> str:
+def _infer_task(catalog: TaskCatalog, values: list[dict[str, Any]]) -> TaskSpec:
     """The task whose required fields the first fitting row has (extra keys are ignored).
 
     Not just the first row: one with a missing field is then reported as such.
     """
     for value in values:
-        for name, handler in HANDLERS.items():
-            if _required_fields(handler.Row) <= value.keys():
-                return name
+        for spec in catalog:
+            if spec.required_fields() <= value.keys():
+                return spec
     shapes = "; ".join(
-        f"{name}: {{{', '.join(sorted(_required_fields(h.Row)))}}}" for name, h in HANDLERS.items()
+        f"{spec.name}: {{{', '.join(sorted(spec.required_fields()))}}}" for spec in catalog
     )
     raise InvalidRequest(
         f"the first row has keys {sorted(values[0])}, which match no task; accepted rows: {shapes}",
@@ -175,15 +176,11 @@ def _infer_task(values: list[dict[str, Any]]) -> str:
     )
 
 
-def _required_fields(row_model: type[BaseModel]) -> set[str]:
-    return {name for name, field in row_model.model_fields.items() if field.is_required()}
-
-
 def _validate(
-    records: list[Record], task: str, *, cells_are_text: bool
+    records: list[Record], spec: TaskSpec, *, cells_are_text: bool
 ) -> tuple[list[dict], list[RowError]]:
     """Normalized valid rows, and every error of the invalid ones, in file order."""
-    row_model = handler_for(task).Row
+    row_model = spec.Row
     json_fields: set[str] = set()
     if cells_are_text:  # CSV: every non-text field is JSON inside its cell
         json_fields = {n for n, f in row_model.model_fields.items() if f.annotation is not str}
@@ -191,7 +188,7 @@ def _validate(
     for line, value in records:
         value, row_errors = _decode_cells(line, value, json_fields)
         if not row_errors:
-            row, row_errors = _check_row(line, value, row_model, task)
+            row, row_errors = _check_row(line, value, spec)
         if row_errors:
             errors += row_errors
         else:
@@ -199,12 +196,10 @@ def _validate(
     return rows, errors
 
 
-def _check_row(
-    line: int, value: dict[str, Any], row_model: type[BaseModel], task: str
-) -> tuple[dict, list[RowError]]:
-    """The normalized row, or every error in it (one per pydantic error)."""
+def _check_row(line: int, value: dict[str, Any], spec: TaskSpec) -> tuple[dict, list[RowError]]:
+    """The normalized row, or every error in it (one per pydantic error, then the task's)."""
     try:
-        row = row_model.model_validate(value).model_dump(mode="json")
+        row = spec.Row.model_validate(value).model_dump(mode="json")
     except ValidationError as error:
         return {}, [
             RowError(
@@ -212,7 +207,7 @@ def _check_row(
             )
             for e in error.errors()
         ]
-    return row, _iob2_errors(line, row["tags"]) if task == "ner" else []
+    return row, [RowError(line, field, message) for field, message in spec.row_errors(row)]
 
 
 def _decode_cells(
@@ -226,14 +221,6 @@ def _decode_cells(
         except json.JSONDecodeError as error:
             errors.append(RowError(line, name, f"the cell is not valid JSON: {error.msg}"))
     return decoded, errors
-
-
-def _iob2_errors(line: int, tags: list[str]) -> list[RowError]:
-    return [
-        RowError(line, f"tags.{i}", f"{tag!r} is not an IOB2 tag (O, B-TYPE or I-TYPE)")
-        for i, tag in enumerate(tags)
-        if not IOB2_TAG.fullmatch(tag)
-    ]
 
 
 def _invalid_rows(errors: list[RowError], max_errors: int) -> InvalidRequest:
@@ -251,24 +238,16 @@ def _invalid_rows(errors: list[RowError], max_errors: int) -> InvalidRequest:
     )
 
 
-def _labels(task: str, rows: list[dict]) -> list[str]:
-    if task == "classification":
-        return sorted({row["label"] for row in rows})
-    if task == "ner":
-        return sorted({tag for row in rows for tag in row["tags"]})
-    return []
-
-
 def check_labels(
-    parsed_labels: list[str], known: list[str], *, allow_new: bool, task: str
+    parsed_labels: list[str], known: list[str], *, allow_new: bool, spec: TaskSpec
 ) -> list[str]:
     """The file's labels the base model lacks; refused unless the client declared new labels."""
     known_set = set(known)
     new = [label for label in parsed_labels if label not in known_set]
     if new and not allow_new:
-        kind = "tags" if task == "ner" else "labels"
+        kind = spec.label_kind or "labels"
         raise InvalidRequest(
-            f"the training file has {kind} the base {task} model does not know: "
+            f"the training file has {kind} the base {spec.name} model does not know: "
             f"{', '.join(new)}; its {kind} are: {', '.join(known)}. Relabel those rows, "
             f"or declare the new {kind} to add them to the model",
             param="labels",

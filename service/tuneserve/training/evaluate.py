@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneserve.errors import InvalidRequest
-from tuneserve.tasks import handler_for
+import ray
 
-LOWER_IS_BETTER = {"loss", "perplexity", "validation_loss"}
+from tuneserve.api.fine_tuning import Promotion
+from tuneserve.errors import InvalidRequest
+from tuneserve.settings import Settings
+from tuneserve.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -22,32 +24,51 @@ class GateDecision:
     reason: str
 
 
-def evaluate_model(task: str, path: Path, rows: list[dict], max_length: int) -> dict[str, Any]:
+def evaluate_model(
+    spec: TaskSpec, path: Path, rows: list[dict], max_length: int, options: Any = None
+) -> dict[str, Any]:
     """The task's metrics of the model in ``path`` on ``rows``."""
-    handler_class = handler_for(task)
-    handler = handler_class.load(path, max_length=max_length)
-    return handler.evaluate([handler_class.Row(**row) for row in rows])
+    handler = spec.handler_class().load(path, max_length=max_length, options=options)
+    return handler.evaluate([spec.Row(**row) for row in rows])
 
 
-def check_metric(task: str, metric: str | None) -> str:
-    """The gate's metric: the task's primary one unless the job names another it reports."""
-    handler_class = handler_for(task)
-    return metric or handler_class.primary_metric
+@ray.remote(num_cpus=1)
+def evaluate_both(
+    task: str, settings: Settings, uris: dict[str, str], rows: list[dict], max_length: int
+) -> dict[str, dict]:
+    """Each labelled model on the same rows, in a task that reserves the CPU it uses."""
+    import torch
+
+    from tuneserve.registry import connect
+    from tuneserve.tasks.catalog import TaskCatalog
+
+    torch.set_num_threads(settings.train_torch_threads)
+    spec = TaskCatalog.load(settings.task_modules).get(task)
+    options = spec.options(settings.task_options.get(task))
+    _, store = connect(settings)
+    return {
+        label: evaluate_model(spec, store.local_path(uri), rows, max_length, options)
+        for label, uri in uris.items()
+    }
 
 
-def decide(metric: str, candidate: dict, production: dict, min_delta: float) -> GateDecision:
-    """Does the candidate beat production by at least ``min_delta`` on ``metric``?"""
+def decide(spec: TaskSpec, promotion: Promotion, candidate: dict, production: dict) -> GateDecision:
+    """Does the candidate beat production by at least ``min_delta`` on the gate's metric?
+
+    The metric is the task's primary one unless the job names another the task reports.
+    """
+    metric = promotion.metric or spec.primary_metric
     if metric not in candidate or not isinstance(candidate[metric], int | float):
         known = ", ".join(k for k, v in candidate.items() if isinstance(v, int | float))
         raise InvalidRequest(
             f"metric {metric!r} is not reported; choose one of: {known}", param="promotion.metric"
         )
     new, old = float(candidate[metric]), float(production[metric])
-    gain = old - new if metric in LOWER_IS_BETTER else new - old
-    passed = gain >= min_delta
+    gain = spec.gain(metric, new, old)
+    passed = gain >= promotion.min_delta
     verdict = "beats" if passed else "does not beat"
     reason = (
         f"candidate {metric} {new:.4f} {verdict} production {old:.4f} by the required "
-        f"{min_delta} (difference {gain:+.4f})"
+        f"{promotion.min_delta} (difference {gain:+.4f})"
     )
-    return GateDecision(passed, metric, new, old, min_delta, reason)
+    return GateDecision(passed, metric, new, old, promotion.min_delta, reason)

@@ -15,18 +15,8 @@ import torch
 from pydantic import BaseModel
 from transformers import get_linear_schedule_with_warmup
 
-from tuneserve.tasks.base import TaskHandler
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 1
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 13
+from tuneserve.tasks.handlers.base import TaskHandler
+from tuneserve.training.config import TrainingConfig
 
 
 @dataclass
@@ -42,7 +32,7 @@ class FitReport:
         return self.examples / self.seconds if self.seconds else 0.0
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
     """AdamW with no weight decay on biases and norms, as BERT-style fine-tuning expects."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -55,6 +45,23 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int):
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero."""
+    warmup = int(total_steps * config.warmup_ratio)
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def train_step(model, batch: dict, optimizer, schedule, max_grad_norm: float) -> torch.Tensor:
+    """One optimisation step on one batch; the loss (detached). Shared by every loop."""
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def batches(features: Sequence[dict[str, Any]], batch_size: int, generator: torch.Generator):
     """Features in a fresh random order, ``batch_size`` at a time."""
     order = torch.randperm(len(features), generator=generator).tolist()
@@ -65,36 +72,33 @@ def batches(features: Sequence[dict[str, Any]], batch_size: int, generator: torc
 def fit(
     handler: TaskHandler,
     rows: Sequence[BaseModel],
-    config: TrainConfig,
+    config: TrainingConfig,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> FitReport:
     """Train ``handler.model`` in place on ``rows``; ``on_step(step, total, loss)`` reports."""
     torch.manual_seed(config.seed)
     features = handler.training_features(rows)
     steps_per_epoch = -(-len(features) // config.batch_size)
-    total = steps_per_epoch * config.epochs
+    total = steps_per_epoch * config.n_epochs
     model = handler.model
     optimizer = make_optimizer(model, config)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    schedule = make_schedule(optimizer, config, total)
     generator = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     started = time.perf_counter()
     model.train()
-    for _ in range(config.epochs):
+    for _ in range(config.n_epochs):
         for chunk in batches(features, config.batch_size, generator):
-            loss = model(**handler.collate(chunk)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(
+                model, handler.collate(chunk), optimizer, schedule, config.max_grad_norm
+            )
             losses.append(loss.item())
             if on_step:
                 on_step(len(losses), total, losses[-1])
     model.eval()
     return FitReport(
         steps=len(losses),
-        examples=len(features) * config.epochs,
+        examples=len(features) * config.n_epochs,
         seconds=time.perf_counter() - started,
         first_loss=losses[0],
         last_loss=losses[-1],

@@ -1,16 +1,21 @@
 """The training loop every Ray Train worker runs, in named phases, nanoGPT-style.
 
-It reuses the task handler's features and collate, so one loop trains all five tasks;
-``prepare_model`` / ``prepare_data_loader`` make the same code run as DDP on N workers.
-Rank 0 writes step events and epoch checkpoints; every rank checks the cancel flag at the
-same steps and agrees on it, so no rank waits forever on a peer that stopped.
+It reuses the task handler's features and collate and ``fit``'s step, so one loop trains
+every task; ``prepare_model`` / ``prepare_data_loader`` make the same code run as DDP on N
+workers. Rank 0 writes step events and one checkpoint per epoch: the model, the job's
+``TrainingConfig`` and the optimizer and schedule state. A run Ray Train restarts after a
+failure resumes from the latest checkpoint (``ray.train.get_checkpoint``) instead of step 0.
+Every rank checks the cancel flag at the same steps and agrees on it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +24,28 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
-from transformers import get_linear_schedule_with_warmup
 
 from tuneserve.logs import configure_logging
-from tuneserve.registry import connect
+from tuneserve.registry import ArtifactStore, Registry
 from tuneserve.registry.jobs import JobStore
-from tuneserve.settings import Settings
-from tuneserve.tasks import handler_for
+from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.training.config import TrainingConfig
 from tuneserve.training.data import read_jsonl
-from tuneserve.training.fit import TrainConfig, make_optimizer
+from tuneserve.training.fit import make_optimizer, make_schedule, train_step
 
 logger = logging.getLogger("tuneserve.training")
+STATE_DIR = "training_state"  # inside a checkpoint: config, optimizer, schedule, progress
+
+
+@dataclass
+class Progress:
+    """Where a run is: restored from a checkpoint when Ray Train restarts it."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    tokens: float = 0.0
+    best_loss: float = math.inf
+    stale: int = 0
 
 
 def _all_agree(flag: bool) -> bool:
@@ -63,141 +79,186 @@ def _validation_loss(model, handler, features: list[dict], batch_size: int) -> f
     return sum(losses) / len(losses)
 
 
-def _save_checkpoint(handler, metrics: dict[str, Any]) -> None:
-    """Rank 0 hands a full model directory to Ray Train, which persists it to storage."""
-    with tempfile.TemporaryDirectory() as folder:
-        if ray.train.get_context().get_world_rank() == 0:
-            handler.save(Path(folder))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-        else:
-            ray.train.report(metrics)
-
-
 def _report(jobs: JobStore, job_id: str, message: str, data: dict | None = None) -> None:
     """A job event (the API's events, the metrics' progress) and the same as a log line."""
     jobs.add_event(job_id, message, data=data)
     logger.info(message, extra={"job_id": job_id})
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    # --- set-up: settings, job store, model and data --------------------------------------
-    configure_logging()
-    torch.set_num_threads(config["torch_threads"])
-    torch.manual_seed(config["seed"])
-    settings = Settings.model_validate(config["settings"])
-    registry, store = connect(settings)
-    jobs, job_id = JobStore(registry.engine), config["job_id"]
-    rank = ray.train.get_context().get_world_rank()
-    handler_class = handler_for(config["task"])
-    handler = handler_class.load(
-        store.local_path(config["base_uri"]), max_length=config["max_length"]
-    )
-    rows = [handler_class.Row(**r) for r in read_jsonl(store.read_bytes(config["train_uri"]))]
-    validation = [
-        handler_class.Row(**r) for r in read_jsonl(store.read_bytes(config["validation_uri"]))
-    ]
-    if config["allow_new_labels"]:
-        known = set(handler.model.config.label2id)
-        seen = {label for row in rows + validation for label in handler.row_labels(row)}
-        new = sorted(seen - known)
-        if new:
-            handler.add_labels(new)  # same on every rank: the rows decide, in sorted order
-    features = handler.training_features(rows)
-    validation_features = handler.training_features(validation)
-    loader = ray.train.torch.prepare_data_loader(
-        DataLoader(
-            features,
-            batch_size=config["batch_size"],
-            shuffle=True,
-            collate_fn=handler.collate,
-            generator=torch.Generator().manual_seed(config["seed"]),
+def _save_checkpoint(handler, config, optimizer, schedule, progress, metrics) -> None:
+    """Rank 0 hands the model and the training state to Ray Train, which stores them."""
+    with tempfile.TemporaryDirectory() as folder:
+        if ray.train.get_context().get_world_rank() != 0:
+            ray.train.report(metrics)
+            return
+        handler.save(Path(folder))
+        state = Path(folder) / STATE_DIR
+        state.mkdir()
+        (state / "config.json").write_text(config.model_dump_json())
+        # tokens as this rank's share of the total, so that every rank restores its part
+        share = metrics["trained_tokens"] / ray.train.get_context().get_world_size()
+        (state / "progress.json").write_text(json.dumps(vars(progress) | {"tokens": share}))
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()},
+            state / "optimizer.pt",
         )
-    )
-    model = ray.train.torch.prepare_model(handler.model)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
-    # --- optimizer and schedule ---------------------------------------------------------
-    train = TrainConfig(
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        warmup_ratio=config["warmup_ratio"],
-        weight_decay=config["weight_decay"],
-        seed=config["seed"],
-    )
-    optimizer = make_optimizer(model, train)
-    total_steps = max(1, len(loader) * train.epochs)
-    schedule = get_linear_schedule_with_warmup(
-        optimizer, int(total_steps * train.warmup_ratio), total_steps
-    )
 
-    # --- the loop -----------------------------------------------------------------------
+def _restore(checkpoint_dir: Path, optimizer, schedule) -> Progress:
+    state = checkpoint_dir / STATE_DIR
+    saved = torch.load(state / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["schedule"])
+    return Progress(**json.loads((state / "progress.json").read_text()))
+
+
+def train_loop_per_worker(context: dict[str, Any]) -> None:
+    # --- set-up: stores, model (from the last checkpoint if restarted), data -------------
+    configure_logging()
+    config = TrainingConfig.model_validate(context["training"])
+    torch.set_num_threads(config.torch_threads)
+    torch.manual_seed(config.seed)
+    store = ArtifactStore(context["artifact_url"], Path(context["artifact_cache_dir"]))
+    jobs, job_id = JobStore(Registry.from_url(context["database_url"]).engine), context["job_id"]
+    rank = ray.train.get_context().get_world_rank()
+    spec = TaskCatalog.load(context["task_modules"]).get(context["task"])
+    checkpoint = ray.train.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resumed:
+        source = Path(resumed) if resumed else store.local_path(context["base_uri"])
+        handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
+        rows = read_jsonl(store.read_bytes(context["train_uri"]))
+        validation = read_jsonl(store.read_bytes(context["validation_uri"]))
+        if config.allow_new_labels and not resumed:
+            _add_new_labels(handler, spec, rows + validation)
+        features = handler.training_features([spec.Row(**r) for r in rows])
+        validation_features = handler.training_features([spec.Row(**r) for r in validation])
+        loader = ray.train.torch.prepare_data_loader(
+            DataLoader(
+                features,
+                batch_size=config.batch_size,
+                shuffle=True,
+                collate_fn=handler.collate,
+                generator=torch.Generator().manual_seed(config.seed),
+            )
+        )
+        model = ray.train.torch.prepare_model(handler.model)
+        optimizer = make_optimizer(model, config)
+        total_steps = max(1, len(loader) * config.n_epochs)
+        schedule = make_schedule(optimizer, config, total_steps)
+        progress = _restore(Path(resumed), optimizer, schedule) if resumed else Progress()
+
     if rank == 0:
-        _report(jobs, job_id, f"workers ready: {len(features)} training examples loaded")
-    step, tokens, best, stale, cancelled = 0, 0.0, math.inf, 0, False
-    model.train()
-    for epoch in range(1, train.epochs + 1):
+        start = f"resumed at step {progress.step} (epoch {progress.epoch} done)" if resumed else ""
+        _report(
+            jobs,
+            job_id,
+            f"workers ready: {len(features)} training examples loaded"
+            + (f"; {start}" if start else ""),
+            {"resumed_at_step": progress.step} if resumed else None,
+        )
+    run = _Run(config, jobs, job_id, rank, handler, model, optimizer, schedule, total_steps)
+    for epoch in range(progress.epoch + 1, config.n_epochs + 1):
+        cancelled, epoch_loss = run.epoch(epoch, loader, progress)
+        if run.end_epoch(
+            epoch, epoch_loss, len(loader), len(features), validation_features, progress, cancelled
+        ):
+            break
+
+
+def _add_new_labels(handler, spec, rows: list[dict]) -> None:
+    """Grow the head by the labels the rows use and the model lacks (same order on every rank)."""
+    known = set(handler.model.config.label2id)
+    seen = {label for row in rows for label in spec.row_labels(row)}
+    new = [label for label in spec.head_labels(seen) if label not in known]
+    if new:
+        handler.add_labels(new)
+
+
+@dataclass
+class _Run:
+    """One worker's loop state: the phases below read it instead of a dozen arguments."""
+
+    config: TrainingConfig
+    jobs: JobStore
+    job_id: str
+    rank: int
+    handler: Any
+    model: Any
+    optimizer: Any
+    schedule: Any
+    total_steps: int
+
+    def epoch(self, epoch: int, loader, progress: Progress) -> tuple[bool, float]:
+        """Train one epoch; (cancelled, summed loss)."""
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
-        epoch_loss = 0.0
+        self.model.train()
+        epoch_loss, config = 0.0, self.config
         for batch in loader:
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            epoch_loss += loss.item()
-            tokens += float(batch["attention_mask"].sum())
-            if step == 1 and rank == 0:
-                _report(jobs, job_id, f"first step done: loss {loss.item():.4f}")
-            if step % config["check_every_steps"] == 0:
-                if rank == 0:
-                    _report(
-                        jobs,
-                        job_id,
-                        f"step {step}/{total_steps}: loss {loss.item():.4f}",
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "total_steps": total_steps,
-                            "train_loss": loss.item(),
-                            "learning_rate": schedule.get_last_lr()[0],
-                        },
-                    )
-                cancelled = _all_agree(jobs.get_job(job_id).cancel_requested)
-                if cancelled:
-                    break
+            loss = train_step(
+                self.model, batch, self.optimizer, self.schedule, config.max_grad_norm
+            ).item()
+            progress.step += 1
+            epoch_loss += loss
+            progress.tokens += float(batch["attention_mask"].sum())
+            if progress.step == 1 and self.rank == 0:
+                _report(self.jobs, self.job_id, f"first step done: loss {loss:.4f}")
+            if progress.step % config.check_every_steps == 0:
+                self._step_event(epoch, progress.step, loss)
+                if _all_agree(self.jobs.get_job(self.job_id).cancel_requested):
+                    return True, epoch_loss
+        return False, epoch_loss
 
-        # --- end of epoch: validation, checkpoint, early stopping ------------------------
+    def _step_event(self, epoch: int, step: int, loss: float) -> None:
+        if self.rank != 0:
+            return
+        _report(
+            self.jobs,
+            self.job_id,
+            f"step {step}/{self.total_steps}: loss {loss:.4f}",
+            {
+                "step": step,
+                "epoch": epoch,
+                "total_steps": self.total_steps,
+                "train_loss": loss,
+                "learning_rate": self.schedule.get_last_lr()[0],
+            },
+        )
+
+    def end_epoch(
+        self, epoch, epoch_loss, batches, examples, validation_features, progress, cancelled
+    ) -> bool:
+        """Validate, checkpoint, and say whether to stop (cancel or early stopping)."""
         validation_loss = _validation_loss(
-            model, handler, validation_features, config["batch_size"]
+            self.model, self.handler, validation_features, self.config.batch_size
         )
         metrics = {
             "epoch": epoch,
-            "step": step,
-            "train_loss": epoch_loss / max(1, len(loader)),
+            "step": progress.step,
+            "train_loss": epoch_loss / max(1, batches),
             "validation_loss": validation_loss,
             "cancelled": cancelled,
-            "trained_tokens": int(_total(tokens)),
-            "trained_examples": len(features) * epoch,
+            "trained_tokens": int(_total(progress.tokens)),
+            "trained_examples": examples * epoch,
         }
-        if rank == 0:
+        if self.rank == 0:
+            # the epoch's mean loss, named apart from the steps' latest train_loss
+            event = {k: v for k, v in metrics.items() if k != "train_loss"}
+            event["epoch_train_loss"] = metrics["train_loss"]
             _report(
-                jobs,
-                job_id,
+                self.jobs,
+                self.job_id,
                 f"epoch {epoch} done: validation loss {validation_loss}",
-                # the epoch's mean loss, named apart from the steps' latest train_loss
-                {
-                    **{key: value for key, value in metrics.items() if key != "train_loss"},
-                    "epoch_train_loss": metrics["train_loss"],
-                },
+                event,
             )
-        _save_checkpoint(handler, metrics)
-        patience = config["early_stopping_patience"]
-        if validation_loss is not None and validation_loss < best:
-            best, stale = validation_loss, 0
+        if validation_loss is not None and validation_loss < progress.best_loss:
+            progress.best_loss, progress.stale = validation_loss, 0
         else:
-            stale += 1
-        if cancelled or (patience and stale >= patience):
-            break
+            progress.stale += 1
+        progress.epoch = epoch
+        _save_checkpoint(
+            self.handler, self.config, self.optimizer, self.schedule, progress, metrics
+        )
+        patience = self.config.early_stopping_patience
+        return cancelled or bool(patience and progress.stale >= patience)

@@ -20,7 +20,9 @@ from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
-from tuneserve.training.job import run_job, validate_job
+from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.training import pipeline
+from tuneserve.training.pipeline import JobContext, Promoter
 from tuneserve.training.trainer import JobFailure
 
 RUNNER_NAME = "tuneserve-job-runner"
@@ -33,11 +35,13 @@ class _Slot:
 
 
 class JobRunner:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, promote: Promoter):
         configure_logging()
         self.settings = settings
-        self.registry, self.store = connect(settings)
-        self.jobs = JobStore(self.registry.engine)
+        registry, store = connect(settings)
+        self.jobs = JobStore(registry.engine)
+        catalog = TaskCatalog.load(settings.task_modules)
+        self.context = JobContext(settings, registry, store, self.jobs, catalog, promote)
         interrupted = self.jobs.fail_interrupted(
             "the service stopped while this job was running; create it again"
         )
@@ -81,7 +85,7 @@ class JobRunner:
 
     def _validate(self, job: JobInfo) -> None:
         try:
-            validate_job(job, self.settings, self.registry, self.store, self.jobs)
+            pipeline.validate(job, self.context)
         except (JobFailure, TuneserveError) as failure:
             self._fail(job.id, ("validating_files",), failure)
             return
@@ -90,7 +94,7 @@ class JobRunner:
     def _run(self, job: JobInfo) -> None:
         logger.info("job started", extra={"job_id": job.id, "model": job.model})
         try:
-            run_job(job, self.settings, self.registry, self.store, self.jobs)
+            pipeline.run(job, self.context)
         except (JobFailure, TuneserveError) as failure:
             self._fail(job.id, ("running", "evaluating"), failure)
         except Exception as error:  # a bug or an infrastructure fault: say so, keep serving
@@ -113,8 +117,11 @@ class JobRunner:
         self.jobs.transition(job_id, expected, "failed", error=error)
 
 
-def get_or_start_runner(settings: Settings):
-    """The cluster's one JobRunner (detached, restarted by Ray if it dies)."""
+def get_or_start_runner(settings: Settings, promote: Promoter):
+    """The cluster's one JobRunner (detached, restarted by Ray if it dies).
+
+    ``promote`` is how a job's gate moves production: the serving layer's callback.
+    """
     actor = ray.remote(JobRunner).options(
         name=RUNNER_NAME,
         namespace=settings.app_name,
@@ -124,4 +131,4 @@ def get_or_start_runner(settings: Settings):
         max_restarts=-1,
         max_concurrency=4,
     )
-    return actor.remote(settings)
+    return actor.remote(settings, promote)

@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-from tuneserve.api.fine_tuning import Hyperparameters
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
+from tuneserve.training.config import TrainingConfig
 from tuneserve.training.loop import train_loop_per_worker
 
-if TYPE_CHECKING:
-    from tuneserve.training.job import Plan
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run trains: its config, its base model and its rows (stored, by URI)."""
+
+    config: TrainingConfig
+    base_uri: str
+    train_uri: str
+    validation_uri: str
+    validation_rows: list[dict]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    metrics: dict[str, Any]  # the last report's
+    checkpoint_uri: str  # the last epoch's model, where Ray Train stored it
+    checkpoints: list[tuple[str, dict[str, Any]]]  # every epoch's (URI, metrics)
 
 
 class JobFailure(Exception):
@@ -28,10 +44,10 @@ class JobFailure(Exception):
         self.code, self.message, self.param = code, message, param
 
 
-def check_resources(hyper: Hyperparameters, settings: Settings) -> None:
+def check_resources(config: TrainingConfig) -> None:
     """Fail fast on what the cluster cannot give: Ray Train would otherwise wait forever."""
-    cpus = hyper.num_workers * settings.train_cpus_per_worker
-    gpus = hyper.num_workers if hyper.use_gpu else 0
+    cpus = config.num_workers * config.cpus_per_worker
+    gpus = config.num_workers if config.use_gpu else 0
     total, free = ray.cluster_resources(), ray.available_resources()
     if gpus > total.get("GPU", 0):
         raise JobFailure(
@@ -42,14 +58,14 @@ def check_resources(hyper: Hyperparameters, settings: Settings) -> None:
     if cpus > total.get("CPU", 0):
         raise JobFailure(
             "resource_unavailable",
-            f"{hyper.num_workers} worker(s) need {cpus:g} "
+            f"{config.num_workers} worker(s) need {cpus:g} "
             f"CPUs; the cluster has {total.get('CPU', 0):g}",
             "hyperparameters.num_workers",
         )
     if cpus > free.get("CPU", 0) or gpus > free.get("GPU", 0):
         raise JobFailure(
             "resource_unavailable",
-            f"{hyper.num_workers} worker(s) need {cpus:g} "
+            f"{config.num_workers} worker(s) need {cpus:g} "
             f"CPUs and {gpus} GPUs; {free.get('CPU', 0):g} CPUs and "
             f"{free.get('GPU', 0):g} GPUs are free now",
             "hyperparameters.num_workers",
@@ -68,38 +84,32 @@ def _fit(trainer: TorchTrainer, start_timeout_s: float) -> dict[str, Any]:
     result = trainer.fit()
     return {
         "metrics": result.metrics,
-        "checkpoint": result.checkpoint,
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
         "checkpoints": [(c.path, m) for c, m in (result.best_checkpoints or [])],
     }
 
 
 def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
-    hyper = plan.hyper
-    resources = {"CPU": settings.train_cpus_per_worker} | ({"GPU": 1} if hyper.use_gpu else {})
-    config = {
+    config = plan.config
+    resources = {"CPU": config.cpus_per_worker} | ({"GPU": 1} if config.use_gpu else {})
+    worker_context = {
         "job_id": job.id,
         "task": job.task,
-        "settings": settings.model_dump(mode="json"),
+        "training": config.model_dump(),
         "base_uri": plan.base_uri,
         "train_uri": plan.train_uri,
         "validation_uri": plan.validation_uri,
-        "epochs": plan.epochs,
-        "batch_size": plan.batch_size,
-        "learning_rate": plan.learning_rate,
-        "warmup_ratio": hyper.warmup_ratio,
-        "weight_decay": hyper.weight_decay,
-        "seed": plan.seed,
-        "max_length": plan.max_length,
-        "torch_threads": settings.train_torch_threads,
-        "check_every_steps": settings.train_check_every_steps,
-        "early_stopping_patience": hyper.early_stopping_patience,
-        "allow_new_labels": hyper.allow_new_labels,
+        # only what a worker reads: the job store, the artifact store, plug-in tasks
+        "database_url": settings.database_url,
+        "artifact_url": settings.artifact_url,
+        "artifact_cache_dir": str(settings.artifact_cache_dir),
+        "task_modules": settings.task_modules,
     }
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config=worker_context,
         scaling_config=ScalingConfig(
-            num_workers=hyper.num_workers, use_gpu=hyper.use_gpu, resources_per_worker=resources
+            num_workers=config.num_workers, use_gpu=config.use_gpu, resources_per_worker=resources
         ),
         run_config=RunConfig(
             name=job.id,
@@ -132,7 +142,13 @@ def _release_groups(group_ids: set[str]) -> None:
         remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(group_id)))
 
 
-def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> dict | None:
+def _uri(path: str, storage_url: str) -> str:
+    """A Ray Train storage path as an artifact URI: remote paths get their scheme back."""
+    scheme, found, _ = storage_url.partition("://")
+    return f"{scheme}://{path}" if found and "://" not in path else path
+
+
+def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> TrainOutcome | None:
     """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed)."""
     before = _reserved_groups()
     ref = _fit.remote(_trainer(job, plan, settings), settings.train_start_timeout_s)
@@ -156,4 +172,11 @@ def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> dict 
                 "hyperparameters.num_workers",
             ) from error
         raise JobFailure("training_failed", f"training failed: {error}") from error
-    return None if outcome["metrics"].get("cancelled") else outcome
+    if outcome["metrics"].get("cancelled"):
+        return None
+    storage = settings.checkpoint_url
+    return TrainOutcome(
+        metrics=outcome["metrics"],
+        checkpoint_uri=_uri(outcome["checkpoint"], storage),
+        checkpoints=[(_uri(path, storage), m) for path, m in outcome["checkpoints"]],
+    )

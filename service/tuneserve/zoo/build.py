@@ -75,7 +75,7 @@ def build_one(
 ) -> BuildReport:
     """Train one starter model into ``settings.zoo_dir / name`` and report its metrics."""
     budget = recipe.budgets[settings.zoo_profile]
-    row_model = recipe.handler_class().Row
+    row_model = recipe.spec.Row
     seed = settings.zoo_seed
     train = [row_model(**r) for r in recipe.data.generate("train", budget.train_rows, seed)]
     heldout = [row_model(**r) for r in recipe.data.generate("heldout", budget.eval_rows, seed)]

@@ -22,12 +22,17 @@ from transformers import (
 )
 
 from tuneserve.settings import Settings, ZooProfile
-from tuneserve.tasks import handler_for
-from tuneserve.tasks.base import TaskHandler
-from tuneserve.tasks.chat import IGNORED
-from tuneserve.training.fit import TrainConfig
+from tuneserve.tasks.catalog import builtin_catalog
+from tuneserve.tasks.handlers.base import IGNORED, TaskHandler
+from tuneserve.tasks.spec import TaskSpec
+from tuneserve.training.config import TrainingConfig
 from tuneserve.zoo.data import dialogues, entities, qa, sentiment, translation
 from tuneserve.zoo.tokenizers import train_chat_tokenizer, train_seq2seq_tokenizer
+
+
+def _handler_class(task: str) -> type[TaskHandler]:
+    return builtin_catalog().get(task).handler_class()
+
 
 NER_TAGS = ["O"] + [f"{p}-{k}" for k in ("PER", "LOC", "ORG", "MISC") for p in ("B", "I")]
 
@@ -38,7 +43,7 @@ class Budget:
 
     train_rows: int
     eval_rows: int
-    train: TrainConfig
+    train: TrainingConfig
     arch: dict[str, int] = field(default_factory=dict)
 
 
@@ -53,13 +58,17 @@ class Recipe:
     floor: tuple[str, float]  # (metric, minimum) the full profile must reach
     extra_metrics: Callable[[TaskHandler, list, list], dict[str, float]] | None = None
 
+    @property
+    def spec(self) -> TaskSpec:
+        return builtin_catalog().get(self.task)
+
     def handler_class(self) -> type[TaskHandler]:
-        return handler_for(self.task)
+        return self.spec.handler_class()
 
 
 def _encoder_with_labels(task: str, labels: list[str]) -> Callable[..., TaskHandler]:
     def create(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
-        handler_class = handler_for(task)
+        handler_class = _handler_class(task)
         base = settings.resolved_encoder_base()
         kwargs: dict[str, Any] = {}
         if labels:
@@ -94,7 +103,7 @@ def _create_translation(settings: Settings, budget: Budget, rows: list[BaseModel
         tie_word_embeddings=True,
     )
     model = T5ForConditionalGeneration(config)
-    return handler_for("translation")(model, tokenizer, max_length=settings.max_sequence_length)
+    return _handler_class("translation")(model, tokenizer, max_length=settings.max_sequence_length)
 
 
 def _create_chat(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
@@ -116,7 +125,7 @@ def _create_chat(settings: Settings, budget: Budget, rows: list[BaseModel]) -> T
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return handler_for("chat")(model, tokenizer, max_length=settings.max_sequence_length)
+    return _handler_class("chat")(model, tokenizer, max_length=settings.max_sequence_length)
 
 
 def _chat_unigram_baseline(handler: TaskHandler, train: list, heldout: list) -> dict[str, float]:
@@ -145,8 +154,8 @@ RECIPES: dict[str, Recipe] = {
             sentiment,
             _encoder_with_labels("classification", ["negative", "positive"]),
             _budgets(
-                Budget(2000, 400, TrainConfig(epochs=2, batch_size=32, learning_rate=1e-4)),
-                Budget(480, 200, TrainConfig(epochs=1, batch_size=16, learning_rate=1e-4)),
+                Budget(2000, 400, TrainingConfig(n_epochs=2, batch_size=32, learning_rate=1e-4)),
+                Budget(480, 200, TrainingConfig(n_epochs=1, batch_size=16, learning_rate=1e-4)),
             ),
             ("accuracy", 0.90),
         ),
@@ -157,8 +166,8 @@ RECIPES: dict[str, Recipe] = {
             entities,
             _encoder_with_labels("ner", NER_TAGS),
             _budgets(
-                Budget(3000, 400, TrainConfig(epochs=2, batch_size=32, learning_rate=1e-4)),
-                Budget(640, 64, TrainConfig(epochs=1, batch_size=16, learning_rate=2e-4)),
+                Budget(3000, 400, TrainingConfig(n_epochs=2, batch_size=32, learning_rate=1e-4)),
+                Budget(640, 64, TrainingConfig(n_epochs=1, batch_size=16, learning_rate=2e-4)),
             ),
             ("f1", 0.80),
         ),
@@ -169,8 +178,8 @@ RECIPES: dict[str, Recipe] = {
             qa,
             _encoder_with_labels("qa", []),
             _budgets(
-                Budget(1500, 300, TrainConfig(epochs=2, batch_size=16, learning_rate=2e-4)),
-                Budget(320, 32, TrainConfig(epochs=1, batch_size=16, learning_rate=2e-4)),
+                Budget(1500, 300, TrainingConfig(n_epochs=2, batch_size=16, learning_rate=2e-4)),
+                Budget(320, 32, TrainingConfig(n_epochs=1, batch_size=16, learning_rate=2e-4)),
             ),
             ("exact_match", 0.60),
         ),
@@ -184,13 +193,13 @@ RECIPES: dict[str, Recipe] = {
                 Budget(
                     20000,
                     400,
-                    TrainConfig(epochs=2, batch_size=64, learning_rate=2e-3),
+                    TrainingConfig(n_epochs=2, batch_size=64, learning_rate=2e-3),
                     {"vocab": 800, "d_model": 128, "layers": 2},
                 ),
                 Budget(
                     512,
                     64,
-                    TrainConfig(epochs=1, batch_size=32, learning_rate=2e-3),
+                    TrainingConfig(n_epochs=1, batch_size=32, learning_rate=2e-3),
                     {"vocab": 400, "d_model": 32, "layers": 1},
                 ),
             ),
@@ -206,13 +215,13 @@ RECIPES: dict[str, Recipe] = {
                 Budget(
                     3000,
                     300,
-                    TrainConfig(epochs=3, batch_size=32, learning_rate=2e-3),
+                    TrainingConfig(n_epochs=3, batch_size=32, learning_rate=2e-3),
                     {"vocab": 600, "hidden": 128, "layers": 2},
                 ),
                 Budget(
                     256,
                     64,
-                    TrainConfig(epochs=1, batch_size=32, learning_rate=2e-3),
+                    TrainingConfig(n_epochs=1, batch_size=32, learning_rate=2e-3),
                     {"vocab": 400, "hidden": 32, "layers": 1},
                 ),
             ),

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
-from tuneserve.tasks import handler_for
+from tuneserve.tasks.catalog import TaskCatalog
 
 SAMPLES: dict[str, dict] = {
     "sentiment": {"text": "The concert was absolutely wonderful.", "top_k": 2},
@@ -29,11 +29,14 @@ SAMPLES: dict[str, dict] = {
 def sample_predictions(settings: Settings) -> Iterator[tuple[str, BaseModel, BaseModel]]:
     """(model name, request item, output) for every starter model's production version."""
     registry, store = connect(settings)
+    catalog = TaskCatalog.load(settings.task_modules)
     for name, payload in SAMPLES.items():
         version = registry.resolve(name, None)
-        handler_class = handler_for(version.task)
-        handler = handler_class.load(
-            store.local_path(version.artifact_uri), max_length=settings.max_sequence_length
+        spec = catalog.get(version.task)
+        handler = spec.handler_class().load(
+            store.local_path(version.artifact_uri),
+            max_length=settings.max_sequence_length,
+            options=spec.options(settings.task_options.get(spec.name)),
         )
-        item = handler_class.Item(**payload)
+        item = spec.Item(**payload)
         yield f"{name}@{version.version}", item, handler.predict([item])[0]

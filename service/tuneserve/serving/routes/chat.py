@@ -22,9 +22,9 @@ from tuneserve.api.openai import (
     now,
 )
 from tuneserve.api.tasks import ErrorBody
+from tuneserve.control.resolver import Target
+from tuneserve.serving.deps import GatewayDep
 from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
-from tuneserve.serving.gateway import GatewayDep
-from tuneserve.serving.resolver import Target
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503)}
 router = APIRouter(prefix="/v1", tags=["chat"], responses=ERRORS)
@@ -37,7 +37,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep):
     target = await gateway.resolve(body.model, "chat")
     settings = gateway.settings
     item = body.to_item(settings.default_chat_max_tokens, settings.max_new_tokens)
-    events = gateway.chat_stream(target, item.model_dump())
+    events = gateway.chat_stream(target, item)
     try:
         with serve_errors_as_ours():
             first = await anext(events)  # a bad prompt fails here, before any header is sent

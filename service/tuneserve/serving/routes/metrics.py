@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tuneserve.errors import NotFound
-from tuneserve.serving.gateway import GatewayDep
+from tuneserve.serving.deps import GatewayDep
 
 router = APIRouter(tags=["observability"])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tuneserve.errors import InvalidRequest, NotFound
 from tuneserve.registry import Registry
+from tuneserve.registry.refs import ModelRef
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,16 @@ class ModelResolver:
         self._snapshots: dict[str, _Snapshot] = {}
         self._lock = threading.Lock()
 
+    def _ref(self, model: str | None, task: str) -> ModelRef:
+        ref = ModelRef.parse(model or self.default_models.get(task, ""))
+        if not ref.name:
+            raise InvalidRequest(f"no default model for task {task!r}; name one", param="model")
+        return ref
+
     def resolve(self, model: str | None, task: str) -> Target:
         """The version a request for ``model`` on a ``task`` route is served by."""
-        name, _, ref = (model or self.default_models.get(task, "")).partition("@")
-        if not name:
-            raise InvalidRequest(f"no default model for task {task!r}; name one", param="model")
+        ref = self._ref(model, task)
+        name = ref.name
         snapshot = self._snapshot(name, fresh=False)
         if snapshot.task != task:
             raise InvalidRequest(
@@ -52,34 +58,32 @@ class ModelResolver:
                 "use the route of its task or another model",
                 param="model",
             )
-        if ref.isdigit():
-            number = int(ref)
-            if number not in snapshot.versions:
+        if ref.version is not None:
+            if ref.version not in snapshot.versions:
                 snapshot = self._snapshot(name, fresh=True)
-            if number not in snapshot.versions:
-                raise NotFound(f"model {name!r} has no version {number}", param="model")
-            return Target(name, number, task)
-        alias = ref or "production"
-        if alias not in snapshot.aliases:
-            raise NotFound(f"model {name!r} has no alias {alias!r}", param="model")
-        return Target(name, snapshot.aliases[alias], task)
+            if ref.version not in snapshot.versions:
+                raise NotFound(f"model {name!r} has no version {ref.version}", param="model")
+            return Target(name, ref.version, task)
+        if ref.alias not in snapshot.aliases:
+            raise NotFound(f"model {name!r} has no alias {ref.alias!r}", param="model")
+        return Target(name, snapshot.aliases[ref.alias], task)
 
     def resolve_cached(self, model: str | None, task: str) -> Target | None:
         """``resolve`` from the cached view alone (no database), or None if that is not enough.
 
         The hot path: the event loop answers most requests without a thread hop.
         """
-        name, _, ref = (model or self.default_models.get(task, "")).partition("@")
+        ref = ModelRef.parse(model or self.default_models.get(task, ""))
         with self._lock:
-            snapshot = self._snapshots.get(name)
+            snapshot = self._snapshots.get(ref.name)
         if snapshot is None or time.monotonic() - snapshot.taken_at >= self.ttl_s:
             return None
         if snapshot.task != task:
             return None  # let resolve() raise the error
-        if ref.isdigit():
-            return Target(name, int(ref), task) if int(ref) in snapshot.versions else None
-        version = snapshot.aliases.get(ref or "production")
-        return Target(name, version, task) if version is not None else None
+        if ref.version is not None:
+            return Target(ref.name, ref.version, task) if ref.version in snapshot.versions else None
+        version = snapshot.aliases.get(ref.alias)
+        return Target(ref.name, version, task) if version is not None else None
 
     def _snapshot(self, name: str, fresh: bool) -> _Snapshot:
         with self._lock:

@@ -19,7 +19,9 @@ from pydantic import BaseModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneserve.errors import InvalidRequest
+from tuneserve.tasks.spec import TaskSpec
 
+IGNORED = -100  # label id the loss skips: special tokens, later word pieces, non-assistant turns
 ItemT = TypeVar("ItemT", bound=BaseModel)
 RowT = TypeVar("RowT", bound=BaseModel)
 OutputT = TypeVar("OutputT", bound=BaseModel)
@@ -53,16 +55,8 @@ class Encoded:
 class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
     """Everything task-specific about serving and fine-tuning one kind of model."""
 
-    task: ClassVar[str]
-    Item: ClassVar[type[BaseModel]]
-    Row: ClassVar[type[BaseModel]]
-    Output: ClassVar[type[BaseModel]]
+    spec: ClassVar[TaskSpec]  # the task's schemas, defaults and settings
     auto_model: ClassVar[Any]
-    primary_metric: ClassVar[str]
-    streams: ClassVar[bool] = False
-    example: ClassVar[dict]  # one request item, used to warm a freshly loaded model
-    options: ClassVar[tuple[str, ...]] = ("max_length",)  # constructor knobs from settings
-    learning_rate: ClassVar[float] = 1e-4  # fine-tuning default (a pretrained encoder)
 
     def __init__(
         self,
@@ -70,17 +64,19 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
         tokenizer: PreTrainedTokenizerBase,
         *,
         max_length: int = 256,
+        options: BaseModel | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = min(max_length, self.model_max_length(model, tokenizer))
+        self.options = options if options is not None else self.spec.Options()
 
     # --- loading -----------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", **options: Any) -> Self:
         """Load a Hugging Face-format directory (or a hub id when online) for inference.
 
-        ``options`` are the handler's own knobs (``max_length``, QA's ``doc_stride``).
+        ``options`` are the constructor's knobs: ``max_length`` and the task's ``options``.
         """
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = cls.auto_model.from_pretrained(str(path)).to(device)
@@ -131,7 +127,7 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
             outputs = self.forward(batch)
         results = self.postprocess(batch, outputs)
         if len(results) != len(items):
-            raise RuntimeError(f"{self.task}: {len(results)} outputs for {len(items)} inputs")
+            raise RuntimeError(f"{self.spec.name}: {len(results)} outputs for {len(items)} inputs")
         return results, self.count_tokens(batch, outputs)
 
     def count_tokens(self, batch: Batch, outputs: Any) -> TokenCounts:
@@ -189,10 +185,6 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
             offsets=offsets[first].tolist() if offsets is not None else None,
         )
 
-    def row_labels(self, row: RowT) -> list[str]:
-        """The labels a training row uses (classification, NER); none for other tasks."""
-        return []
-
     def add_labels(self, labels: list[str]) -> None:
         """Grow the model's output head by ``labels``, keeping what it learned for the old.
 
@@ -201,7 +193,7 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
         """
         head = getattr(self.model, "classifier", None)
         if not isinstance(head, torch.nn.Linear) or not labels:
-            raise InvalidRequest(f"{self.task} models cannot take new labels", param="labels")
+            raise InvalidRequest(f"{self.spec.name} models cannot take new labels", param="labels")
         grown = torch.nn.Linear(head.in_features, head.out_features + len(labels))
         with torch.no_grad():
             grown.weight.normal_(0.0, 0.02)

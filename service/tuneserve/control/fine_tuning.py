@@ -1,0 +1,137 @@
+"""FineTuningService: training files, jobs, their events and checkpoints."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from tuneserve.api.fine_tuning import (
+    CheckpointList,
+    CheckpointPublic,
+    EventList,
+    EventPublic,
+    FileDeleted,
+    FileList,
+    FilePublic,
+    JobCreate,
+    JobList,
+    JobPublic,
+)
+from tuneserve.errors import InvalidRequest
+from tuneserve.registry import ArtifactStore, Registry
+from tuneserve.registry.jobs import JobStore
+from tuneserve.registry.refs import ModelRef
+from tuneserve.settings import Settings
+from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.training.config import TrainingConfig
+from tuneserve.training.data import parse_training_file, rows_to_jsonl
+
+
+class FineTuningService:
+    """The fine-tuning use cases; ``wake_runner`` tells the job runner to look at its queue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        store: ArtifactStore,
+        catalog: TaskCatalog,
+        wake_runner: Callable[[], None],
+    ):
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.jobs = JobStore(registry.engine)
+        self.catalog = catalog
+        self.wake_runner = wake_runner
+
+    # --- files -------------------------------------------------------------------------
+    def upload_file(self, data: bytes, filename: str, purpose: str, task: str | None) -> FilePublic:
+        """Validate every row (errors name line and field), store the rows, record the file."""
+        if purpose != "fine-tune":
+            raise InvalidRequest(
+                f"purpose {purpose!r} is not supported; use 'fine-tune'", param="purpose"
+            )
+        limits = self.settings
+        parsed = parse_training_file(
+            data,
+            filename,
+            self.catalog,
+            task=task,
+            max_bytes=limits.max_upload_bytes,
+            max_rows=limits.max_file_rows,
+            max_errors=limits.max_file_errors,
+        )
+        key = f"files/{parsed.sha256[:16]}/{uuid.uuid4().hex}.jsonl"
+        uri = self.store.put_bytes(rows_to_jsonl(parsed.rows), key)
+        info = self.jobs.create_file(
+            filename=filename,
+            purpose=purpose,
+            bytes=len(data),
+            sha256=parsed.sha256,
+            rows=len(parsed.rows),
+            task=parsed.task,
+            labels=parsed.labels,
+            uri=uri,
+        )
+        return FilePublic.model_validate(info)
+
+    def list_files(self) -> FileList:
+        return FileList(data=[FilePublic.model_validate(f) for f in self.jobs.list_files()])
+
+    def get_file(self, file_id: str) -> FilePublic:
+        return FilePublic.model_validate(self.jobs.get_file(file_id))
+
+    def delete_file(self, file_id: str) -> FileDeleted:
+        """Delete a file; refused (409) while an unfinished job uses it."""
+        info = self.jobs.delete_file(file_id)
+        self.store.delete(info.uri)
+        return FileDeleted(id=file_id)
+
+    # --- jobs --------------------------------------------------------------------------
+    def create_job(self, body: JobCreate) -> JobPublic:
+        """Queue a job that fine-tunes ``body.model``; its config is resolved here, once."""
+        hyper = body.resolved_hyperparameters()
+        ref = ModelRef.parse(body.model)
+        base = self.registry.resolve_ref(ref)
+        if body.task is not None and body.task != base.task:
+            raise InvalidRequest(
+                f"model {ref.name!r} is a {base.task} model, not {body.task}", param="task"
+            )
+        for param in ("training_file", "validation_file"):
+            if getattr(body, param):
+                self.jobs.get_file(getattr(body, param))  # 404 naming the file
+        config = TrainingConfig.resolve(hyper, self.catalog.get(base.task), self.settings)
+        job = self.jobs.create_job(
+            model=ref.name,
+            base_version=base.version,
+            task=base.task,
+            training_file=body.training_file,
+            validation_file=body.validation_file,
+            hyperparameters=config.model_dump(),
+            promotion=body.promotion.model_dump(),
+            suffix=body.suffix,
+        )
+        self.wake_runner()
+        return JobPublic.model_validate(job)
+
+    def list_jobs(self, after: str | None, limit: int) -> JobList:
+        jobs, has_more = self.jobs.list_jobs(after, limit)
+        return JobList(data=[JobPublic.model_validate(j) for j in jobs], has_more=has_more)
+
+    def get_job(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate(self.jobs.get_job(job_id))
+
+    def cancel_job(self, job_id: str) -> JobPublic:
+        """Cancel now if not started; a running job stops at its next step (or is killed)."""
+        job = self.jobs.request_cancel(job_id)
+        self.wake_runner()
+        return JobPublic.model_validate(job)
+
+    def list_events(self, job_id: str, after: str | None, limit: int) -> EventList:
+        events, has_more = self.jobs.list_events(job_id, after, limit)
+        return EventList(data=[EventPublic.model_validate(e) for e in events], has_more=has_more)
+
+    def list_checkpoints(self, job_id: str) -> CheckpointList:
+        checkpoints = self.jobs.list_checkpoints(job_id)
+        return CheckpointList(data=[CheckpointPublic.model_validate(c) for c in checkpoints])

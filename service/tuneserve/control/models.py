@@ -1,0 +1,78 @@
+"""ModelService: resolve model references, read the registry, move production."""
+
+from __future__ import annotations
+
+from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest
+from tuneserve.api.tasks import ModelList, ModelPublic, VersionList, VersionPublic
+from tuneserve.control.promotion import Fleet, Swap, promote, rollback
+from tuneserve.control.resolver import ModelResolver, Target
+from tuneserve.registry import Registry
+from tuneserve.telemetry import Recorder
+
+
+class ModelService:
+    """The model use cases of one gateway (or of the job runner, for a job's promotion)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        fleet: Fleet,
+        recorder: Recorder,
+        default_models: dict[str, str],
+        alias_ttl_s: float,
+    ):
+        self.registry = registry
+        self.fleet = fleet
+        self.recorder = recorder
+        self.resolver = ModelResolver(registry, default_models, alias_ttl_s)
+
+    # --- references --------------------------------------------------------------------
+    def resolve(self, model: str | None, task: str) -> Target:
+        """The concrete version a request for ``model`` on ``task`` is served by."""
+        return self.resolver.resolve(model, task)
+
+    def resolve_cached(self, model: str | None, task: str) -> Target | None:
+        """``resolve`` without the database, or None when the cached view is not enough."""
+        return self.resolver.resolve_cached(model, task)
+
+    # --- reading -----------------------------------------------------------------------
+    def list_models(self) -> ModelList:
+        return ModelList(data=[ModelPublic.model_validate(m) for m in self.registry.list_models()])
+
+    def get_model(self, name: str) -> ModelPublic:
+        return ModelPublic.model_validate(self.registry.get_model(name))
+
+    def list_versions(self, name: str) -> VersionList:
+        versions = self.registry.list_versions(name)
+        return VersionList(model=name, data=[VersionPublic.model_validate(v) for v in versions])
+
+    # --- moving production -------------------------------------------------------------
+    def promote(self, name: str, request: PromoteRequest) -> AliasMovePublic:
+        """Load and warm the version on every replica, then make it production."""
+        swap = self.swap_to(name, request.version, request.expected_from)
+        return AliasMovePublic.model_validate(swap)
+
+    def swap_to(
+        self, name: str, version: int, expected_from: int | None, reason: str = "promoted"
+    ) -> Swap:
+        """``promote`` for internal callers (a job's gate), returning the swap itself."""
+        try:
+            return promote(
+                self.registry,
+                self.fleet,
+                name,
+                version,
+                expected_from,
+                reason=reason,
+                recorder=self.recorder,
+            )
+        finally:
+            self.resolver.forget(name)
+
+    def rollback(self, name: str) -> AliasMovePublic:
+        """Production back to the version before its last move (still resident: instant)."""
+        try:
+            swap = rollback(self.registry, self.fleet, name, self.recorder)
+        finally:
+            self.resolver.forget(name)
+        return AliasMovePublic.model_validate(swap)

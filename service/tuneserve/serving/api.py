@@ -1,0 +1,33 @@
+"""The FastAPI application: every router, one generated route per task, error handlers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from tuneserve import __version__
+from tuneserve.serving.access_log import install_access_log
+from tuneserve.serving.errors import install_error_handlers
+from tuneserve.serving.routes import chat, files, jobs, metrics, models, tasks
+from tuneserve.tasks.catalog import TaskCatalog
+
+
+def create_api(catalog: TaskCatalog) -> FastAPI:
+    """The app served by the gateway: the catalog's tasks decide the task routes."""
+    api = FastAPI(
+        title="tuneserve",
+        version=__version__,
+        description="NLP tasks served on Ray Serve, fine-tuned online.",
+    )
+    install_error_handlers(api)
+    install_access_log(api)
+    routers = (
+        models.router,
+        tasks.task_router(catalog),
+        chat.router,
+        files.router,
+        jobs.router,
+        metrics.router,
+    )
+    for router in routers:
+        api.include_router(router)
+    return api

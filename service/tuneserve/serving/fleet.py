@@ -1,0 +1,65 @@
+"""The task servers as the control plane reaches them: one Serve deployment per task.
+
+``task_server_name`` is the one place a deployment's name is spelled. ``ServeFleet`` is
+the control plane's ``Fleet`` over deployment handles (every replica, through
+``broadcast``); ``ServePromoter`` is the callback the job runner promotes with.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from tuneserve.control.models import ModelService
+from tuneserve.registry import connect
+from tuneserve.settings import Settings
+from tuneserve.telemetry import Recorder
+
+ACK_TIMEOUT_S = 300
+
+
+def task_server_name(task: str) -> str:
+    """The Serve deployment that serves ``task``."""
+    return f"TaskServer-{task}"
+
+
+class ServeFleet:
+    """Every running replica of each task server of one Serve application."""
+
+    def __init__(self, app_name: str):
+        self.app_name = app_name
+
+    @functools.cache  # noqa: B019 - one handle per task for the fleet's life
+    def handle(self, task: str) -> DeploymentHandle:
+        return serve.get_deployment_handle(task_server_name(task), app_name=self.app_name)
+
+    def load_everywhere(self, task: str, name: str, version: int) -> list[dict]:
+        broadcast = self.handle(task).broadcast("load_version", name, version)
+        return broadcast.results(timeout_s=ACK_TIMEOUT_S)
+
+    def set_pins(self, task: str, name: str, versions: list[int]) -> None:
+        self.handle(task).broadcast("set_pins", name, versions).results(timeout_s=ACK_TIMEOUT_S)
+
+
+class ServePromoter:
+    """Promotes a job's version through the application's replicas (runs in the runner)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @functools.cached_property
+    def models(self) -> ModelService:
+        registry, _ = connect(self.settings)
+        return ModelService(
+            registry,
+            ServeFleet(self.settings.app_name),
+            Recorder(self.settings.metrics_enabled),
+            self.settings.default_models,
+            self.settings.alias_cache_ttl_s,
+        )
+
+    def __call__(self, model: str, version: int, expected_from: int, reason: str) -> str:
+        swap = self.models.swap_to(model, version, expected_from, reason)
+        return f"promoted in {swap.seconds:.2f} s on {len(swap.replicas)} replica(s)"

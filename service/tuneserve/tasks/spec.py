@@ -1,0 +1,128 @@
+"""What a task is, torch-free: its schemas, route, labels, defaults and where its handler is.
+
+A task is one spec (a subclass of ``TaskSpec``, instantiated once as the module's ``SPEC``)
+plus its handler (``tasks/handlers/``, the only part that touches torch). Everything else —
+the HTTP route, file validation, training defaults, the gate's metric — is read from the
+spec, so the gateway, task servers and trainer stay task-agnostic. Spec modules import no
+torch, transformers, ray or sqlalchemy: ``api/`` re-exports their schemas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneserve.errors import InvalidRequest
+
+ModelRefField = Annotated[
+    str | None,
+    Field(
+        description="`name`, `name@<version>` or `name@<alias>`; default: the task's default "
+        "model at `production`.",
+        examples=["sentiment", "sentiment@1", "sentiment@production"],
+    ),
+]
+
+
+class TaskRequest(BaseModel):
+    """Every task route's body: an optional model reference plus the task's own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelRefField = None
+
+
+class ServedBy(BaseModel):
+    """Every task response names the model and the concrete version that served it."""
+
+    model: str
+    version: int
+
+
+class NoOptions(BaseModel):
+    """A task without settings of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-side bounds a request's items are clipped to."""
+
+    max_new_tokens: int
+
+
+class TaskSpec:
+    """Everything task-specific that is not model code; one instance per task."""
+
+    name: ClassVar[str]
+    Item: ClassVar[type[BaseModel]]  # one input the model reads
+    Row: ClassVar[type[BaseModel]]  # one training row of an uploaded file
+    Output: ClassVar[type[BaseModel]]  # one result
+    # the generated route: POST /v1/<route> taking Request and answering Response
+    route: ClassVar[str | None] = None
+    Request: ClassVar[type[TaskRequest] | None] = None
+    Response: ClassVar[type[ServedBy] | None] = None
+    summary: ClassVar[str] = ""
+    handler: ClassVar[str | type]  # "module:Class", imported only where a model runs
+    default_model: ClassVar[str]
+    primary_metric: ClassVar[str]
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"validation_loss"})
+    example: ClassVar[dict[str, Any]]  # one request item, used to warm a loaded model
+    learning_rate: ClassVar[float] = 1e-4  # fine-tuning default (a pretrained encoder)
+    streams: ClassVar[bool] = False
+    label_kind: ClassVar[str | None] = None  # "labels" / "tags" when rows carry them
+    Options: ClassVar[type[BaseModel]] = NoOptions  # per-task settings (task_options.<name>)
+
+    # --- serving -----------------------------------------------------------------------
+    def items(self, request: TaskRequest, limits: Limits) -> list[BaseModel]:
+        """The request's inputs as items, in order."""
+        raise NotImplementedError(f"task {self.name} has no generated route")
+
+    def text_of(self, item: BaseModel) -> str:
+        """The text of an item that the size limits apply to (``inputs[i]`` in errors)."""
+        return item.text  # type: ignore[attr-defined]
+
+    # --- fine-tuning rows --------------------------------------------------------------
+    def row_labels(self, row: dict[str, Any]) -> list[str]:
+        """The labels a validated row uses, which the model's head must know."""
+        return []
+
+    def head_labels(self, labels: set[str]) -> list[str]:
+        """The labels a model's head needs to predict ``labels`` (sorted)."""
+        return sorted(labels)
+
+    def row_errors(self, row: dict[str, Any]) -> list[tuple[str, str]]:
+        """(field, message) of problems the row schema cannot express."""
+        return []
+
+    def required_fields(self) -> set[str]:
+        return {name for name, field in self.Row.model_fields.items() if field.is_required()}
+
+    # --- configuration -----------------------------------------------------------------
+    def options(self, values: dict[str, Any] | None) -> BaseModel:
+        """This task's settings, validated; a bad value names the task's settings key."""
+        try:
+            return self.Options.model_validate(values or {})
+        except ValueError as error:
+            raise InvalidRequest(
+                f"task_options.{self.name}: {error}", param=f"task_options.{self.name}"
+            ) from None
+
+    def handler_class(self) -> type:
+        """The handler class (imports torch and transformers on first use)."""
+        if isinstance(self.handler, type):
+            return self.handler
+        module, _, attribute = self.handler.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def gain(self, metric: str, candidate: float, production: float) -> float:
+        """How much better the candidate is on ``metric`` (negative: worse)."""
+        gain = candidate - production
+        return -gain if metric in self.lower_is_better else gain
+
+
+def as_list(inputs: str | list[str]) -> list[str]:
+    return [inputs] if isinstance(inputs, str) else inputs

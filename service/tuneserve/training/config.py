@@ -1,0 +1,64 @@
+"""TrainingConfig: every knob of one training run, resolved once.
+
+A job's config is resolved when the job is created (``auto`` values, the task's default
+learning rate, the deployment's limits), stored on the job, handed unchanged to every Ray
+Train worker, saved inside each checkpoint and copied into the new version's lineage. The
+starter-model builds use the same object with their own budgets.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneserve.api.fine_tuning import Hyperparameters
+from tuneserve.settings import Settings
+from tuneserve.tasks.spec import TaskSpec
+
+
+class TrainingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    learning_rate_multiplier: float = Field(default=1.0, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    seed: int = 13
+    max_sequence_length: int = Field(default=256, gt=8)
+    num_workers: int = Field(default=1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    torch_threads: int = Field(default=1, ge=1)
+    allow_new_labels: bool = False
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    check_every_steps: int = Field(default=5, ge=1)
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+
+    @classmethod
+    def resolve(cls, hyper: Hyperparameters, spec: TaskSpec, settings: Settings) -> TrainingConfig:
+        """The request's hyperparameters with every ``auto`` and default made concrete."""
+        multiplier = (
+            1.0 if hyper.learning_rate_multiplier == "auto" else hyper.learning_rate_multiplier
+        )
+        return cls(
+            n_epochs=settings.default_epochs if hyper.n_epochs == "auto" else hyper.n_epochs,
+            batch_size=(
+                settings.default_batch_size if hyper.batch_size == "auto" else hyper.batch_size
+            ),
+            learning_rate=hyper.learning_rate or spec.learning_rate * multiplier,
+            learning_rate_multiplier=multiplier,
+            warmup_ratio=hyper.warmup_ratio,
+            weight_decay=hyper.weight_decay,
+            seed=hyper.seed if hyper.seed is not None else 0,
+            max_sequence_length=hyper.max_sequence_length or settings.max_sequence_length,
+            num_workers=hyper.num_workers,
+            use_gpu=hyper.use_gpu,
+            cpus_per_worker=settings.train_cpus_per_worker,
+            torch_threads=settings.train_torch_threads,
+            allow_new_labels=hyper.allow_new_labels,
+            early_stopping_patience=hyper.early_stopping_patience,
+            check_every_steps=settings.train_check_every_steps,
+            validation_fraction=settings.validation_fraction,
+        )
