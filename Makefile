@@ -37,6 +37,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix $(SOURCES)

@@ -1,0 +1,49 @@
+"""The code's shape is checked, not hoped for: layers, torch-free contract, size budgets."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "service" / "tuneserve"
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+def test_import_linter_contracts_are_kept():
+    """Layers, the torch-free contract and no cycles (pyproject's [tool.importlinter])."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    run = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 kept, 0 broken" in run.stdout
+
+
+def test_the_public_contract_loads_no_model_library():
+    """Importing the schemas (and the task specs they re-export) in a fresh interpreter."""
+    code = (
+        "import sys, tuneserve.api.tasks, tuneserve.api.openai, tuneserve.api.fine_tuning, "
+        "tuneserve.tasks.catalog; "
+        "print(sorted(m for m in ('torch', 'transformers', 'ray', 'sqlalchemy') "
+        "if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_modules_and_functions_stay_within_their_budgets():
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(PACKAGE)
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
+    assert not too_long, too_long
