@@ -108,7 +108,7 @@ def through_service(url: str, settings, train, validation, config: TrainingConfi
 
 def _phases(settings, job_id: str, requested: float) -> dict:
     """Event times from the registry: accepted → running → workers ready → first step → end."""
-    registry, _ = connect(settings)
+    registry, _ = connect(settings.registry)
     with registry.engine.connect() as db:
         created = db.scalar(select(JobRow.created_at).where(JobRow.id == job_id)).timestamp()
         events = db.execute(
@@ -144,10 +144,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both loops")
     parser.add_argument("--profile", default="full", choices=["full", "tiny"])
     args = parser.parse_args()
-    settings = bench_settings(args.threads, args.profile).model_copy(
-        update={"served_tasks": ["classification"], "train_torch_threads": args.threads}
+    settings = bench_settings(args.threads, args.profile).updated(
+        serving={"served_tasks": ["classification"]}, training={"torch_threads": args.threads}
     )
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     for report in build_all(settings, ["sentiment"]):
         register_starter_model(report, settings, registry, store)
     train, validation, source = labelled_rows(args.rows, args.validation_rows)
@@ -157,7 +157,7 @@ def main() -> None:
         f"batch {config.batch_size}, 1 epoch, torch threads {args.threads}"
     )
 
-    plain = plain_loop(settings.zoo_dir / "sentiment", train, validation, config, args.threads)
+    plain = plain_loop(settings.zoo.dir / "sentiment", train, validation, config, args.threads)
     from tuneserve.serving import local
 
     url = local.start(settings)

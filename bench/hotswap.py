@@ -60,14 +60,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--profile", default="full", choices=["full", "tiny"])
     args = parser.parse_args()
-    settings = bench_settings(1, args.profile).model_copy(
-        update={
+    settings = bench_settings(1, args.profile).updated(
+        serving={
             "served_tasks": ["classification"],
             "alias_cache_ttl_s": 0.5,
             "task_overrides": {"classification": {"num_replicas": 2}},
         }
     )
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     for report in build_all(settings, ["sentiment"]):
         register_starter_model(report, settings, registry, store)
     first = registry.get_version("sentiment", 1)

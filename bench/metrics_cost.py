@@ -78,23 +78,23 @@ def main() -> None:
     parser.add_argument("--profile", default="full", choices=["full", "tiny"])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    settings = bench_settings(args.threads, args.profile).model_copy(
-        update={"served_tasks": ["classification"]}
+    settings = bench_settings(args.threads, args.profile).updated(
+        serving={"served_tasks": ["classification"]}
     )
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     for report in build_all(settings, ["sentiment"]):
         register_starter_model(report, settings, registry, store)
     sentences = review_sentences(400)
 
     local.connect_ray(settings)
-    serve.start(http_options={"host": settings.host, "port": settings.port})
-    url = f"http://{settings.host}:{settings.port}"
+    serve.start(http_options={"host": settings.serving.host, "port": settings.serving.port})
+    url = f"http://{settings.serving.host}:{settings.serving.port}"
     contenders = {"metrics on": f"{url}/on", "metrics off": f"{url}/off"}
     try:
         # two sibling apps, deployed alike: only the metrics setting tells them apart
         for name, enabled in (("on", True), ("off", False)):
-            app = settings.model_copy(
-                update={"metrics_enabled": enabled, "app_name": f"metrics-{name}"}
+            app = settings.updated(
+                app_name=f"metrics-{name}", telemetry={"metrics_enabled": enabled}
             )
             serve.run(build_app(app), name=f"metrics-{name}", route_prefix=f"/{name}")
         for address in contenders.values():

@@ -50,15 +50,20 @@ def bench_settings(threads: int, profile: str) -> Settings:
     data_dir = ROOT / ".tuneserve" / "bench"
     return Settings(
         data_dir=data_dir,
-        zoo_cache_dir=ROOT / ".tuneserve" / "zoo",
-        zoo_profile=profile,
-        database_url=f"sqlite:///{tempfile.mkdtemp(dir=ROOT / '.tuneserve')}/registry.db",
-        port=free_port(),
-        ray_metrics_export_port=free_port(),
-        torch_threads=threads,
-        ray_num_cpus=4,
-        served_tasks=["classification", "chat"],
-        ray_temp_dir=Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
+        zoo={"cache_dir": ROOT / ".tuneserve" / "zoo", "profile": profile},
+        registry={
+            "database_url": f"sqlite:///{tempfile.mkdtemp(dir=ROOT / '.tuneserve')}/registry.db"
+        },
+        serving={
+            "port": free_port(),
+            "torch_threads": threads,
+            "served_tasks": ["classification", "chat"],
+        },
+        ray={
+            "num_cpus": 4,
+            "metrics_export_port": free_port(),
+            "temp_dir": Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
+        },
     )
 
 
@@ -168,7 +173,7 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
             )
         )
         serve.run(
-            PlainClassifier.bind(str(model_dirs["sentiment"]), settings.torch_threads),
+            PlainClassifier.bind(str(model_dirs["sentiment"]), settings.serving.torch_threads),
             name="plain",
             route_prefix="/plain",
             blocking=False,
@@ -195,10 +200,10 @@ def main() -> None:
     parser.add_argument("--chat-tokens", type=int, default=200)
     args = parser.parse_args()
     settings = bench_settings(args.threads, args.profile)
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     for report in build_all(settings, ["sentiment", "chat"]):
         register_starter_model(report, settings, registry, store)
-    model_dirs = {name: settings.zoo_dir / name for name in ("sentiment", "chat")}
+    model_dirs = {name: settings.zoo.dir / name for name in ("sentiment", "chat")}
     sentences = review_sentences(400)
     words = sum(len(s.split()) for s in sentences) / len(sentences)
     console.print(

@@ -32,9 +32,8 @@ ZOO_CACHE = ROOT / ".tuneserve" / "test-zoo"
 def zoo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         data_dir=tmp_path_factory.mktemp("tuneserve"),
-        zoo_cache_dir=ZOO_CACHE,
-        zoo_profile="tiny",
-        max_sequence_length=128,
+        zoo={"cache_dir": ZOO_CACHE, "profile": "tiny"},
+        limits={"max_sequence_length": 128},
     )
 
 
@@ -51,7 +50,7 @@ def load_handler(starter_models: dict[str, BuildReport], zoo_settings: Settings)
     def load(name: str) -> TaskHandler:
         handler_class = builtin_catalog().get(starter_models[name].task).handler_class()
         return handler_class.load(
-            zoo_settings.zoo_dir / name, max_length=zoo_settings.max_sequence_length
+            zoo_settings.zoo.dir / name, max_length=zoo_settings.limits.max_sequence_length
         )
 
     return load
@@ -76,23 +75,28 @@ def service_settings(zoo_settings: Settings, starter_models, tmp_path_factory) -
     data_dir = tmp_path_factory.mktemp("service")
     settings = Settings(
         data_dir=data_dir,
-        zoo_cache_dir=zoo_settings.zoo_cache_dir,
-        zoo_profile="tiny",
-        max_sequence_length=512,  # room for a long chat stream to be cut off
-        port=free_port(),
-        ray_num_cpus=4,
-        ray_metrics_export_port=free_port(),
-        ray_metrics_report_interval_ms=1000,  # metrics reach the agent within a second
-        # Ray's socket paths must stay short: a temp dir under the project's data dir
-        ray_temp_dir=Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
-        task_server={"num_cpus": 0.1, "max_ongoing_requests": 64},
-        # two classification replicas: promotion must reach every one of them
-        task_overrides={"classification": {"num_replicas": 2}},
-        alias_cache_ttl_s=0.2,
-        max_upload_bytes=256 * 1024,  # small, so the oversize test uploads little
-        default_batch_size=8,
+        zoo={"cache_dir": zoo_settings.zoo.cache_dir, "profile": "tiny"},
+        limits={
+            "max_sequence_length": 512,  # room for a long chat stream to be cut off
+            "max_upload_bytes": 256 * 1024,  # small, so the oversize test uploads little
+        },
+        ray={
+            "num_cpus": 4,
+            "metrics_export_port": free_port(),
+            "metrics_report_interval_ms": 1000,  # metrics reach the agent within a second
+            # Ray's socket paths must stay short: a temp dir under the project's data dir
+            "temp_dir": Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
+        },
+        serving={
+            "port": free_port(),
+            "task_server": {"num_cpus": 0.1, "max_ongoing_requests": 64},
+            # two classification replicas: promotion must reach every one of them
+            "task_overrides": {"classification": {"num_replicas": 2}},
+            "alias_cache_ttl_s": 0.2,
+        },
+        training={"default_batch_size": 8},
     )
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     for report in starter_models.values():
         register_starter_model(report, settings, registry, store)
     first = registry.get_version("sentiment", 1)
@@ -119,7 +123,7 @@ def service(service_settings: Settings):
         yield url
     finally:
         local.stop()
-        shutil.rmtree(service_settings.ray_temp_dir, ignore_errors=True)
+        shutil.rmtree(service_settings.ray.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +151,7 @@ def ready_service(service: str, http: httpx.Client) -> str:
 
 def json_log_lines(settings: Settings, needle: str, timeout_s: float = 30) -> list[str]:
     """The JSON log lines holding ``needle`` in the Ray session's logs, once there are any."""
-    logs = settings.ray_temp_dir / "session_latest" / "logs"
+    logs = settings.ray.temp_dir / "session_latest" / "logs"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = [

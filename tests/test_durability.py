@@ -35,15 +35,15 @@ class Service:
         self.ray_dir = Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve"))
         self.env = os.environ | {
             "TUNESERVE_DATA_DIR": str(data_dir),
-            "TUNESERVE_ZOO_CACHE_DIR": str(zoo_cache),
-            "TUNESERVE_ZOO_PROFILE": "tiny",
-            "TUNESERVE_PORT": str(self.port),
-            "TUNESERVE_RAY_TEMP_DIR": str(self.ray_dir),
-            "TUNESERVE_RAY_NUM_CPUS": "3",
-            "TUNESERVE_RAY_METRICS_EXPORT_PORT": str(self.metrics_port),
-            "TUNESERVE_MAX_SEQUENCE_LENGTH": "128",
-            "TUNESERVE_TASK_SERVER__NUM_CPUS": "0.1",
-            "TUNESERVE_SERVED_TASKS": '["classification"]',
+            "TUNESERVE_ZOO__CACHE_DIR": str(zoo_cache),
+            "TUNESERVE_ZOO__PROFILE": "tiny",
+            "TUNESERVE_SERVING__PORT": str(self.port),
+            "TUNESERVE_RAY__TEMP_DIR": str(self.ray_dir),
+            "TUNESERVE_RAY__NUM_CPUS": "3",
+            "TUNESERVE_RAY__METRICS_EXPORT_PORT": str(self.metrics_port),
+            "TUNESERVE_LIMITS__MAX_SEQUENCE_LENGTH": "128",
+            "TUNESERVE_SERVING__TASK_SERVER__NUM_CPUS": "0.1",
+            "TUNESERVE_SERVING__SERVED_TASKS": '["classification"]',
             "COLUMNS": "200",
             "PYTHONUNBUFFERED": "1",
         }
@@ -94,7 +94,7 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path, zoo_settings, starter_models):
-    service = Service(tmp_path / "state", zoo_settings.zoo_cache_dir)
+    service = Service(tmp_path / "state", zoo_settings.zoo.cache_dir)
     yield service
     if service.process and service.process.poll() is None:
         service.stop()

@@ -62,7 +62,7 @@ def wait_for(http: httpx.Client, job_id: str, statuses=TERMINAL, timeout_s: floa
 @pytest.fixture(scope="module")
 def copies(ready_service, service_settings, starter_models) -> dict[str, str]:
     """task → name of an 'ft-' copy of that task's starter model, version 1 = production."""
-    registry, _ = connect(service_settings)
+    registry, _ = connect(service_settings.registry)
     names = {}
     for name, report in starter_models.items():
         copy = f"ft-{name}"

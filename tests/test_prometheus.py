@@ -77,18 +77,16 @@ class Prometheus:
 def observed(service, service_settings, starter_models, tmp_path_factory) -> str:
     """App 'observed' at /observed with its own registry: obs-sentiment and obs-chat."""
     database = tmp_path_factory.mktemp(APP) / "registry.db"
-    settings = service_settings.model_copy(
-        update={
-            "database_url": f"sqlite:///{database}",
-            "app_name": APP,
-            "served_tasks": ["classification", "chat"],
-            "default_models": {"classification": CLF, "chat": CHAT},
-            "train_check_every_steps": 1,
-            "log_request_text": True,
-        }
+    settings = service_settings.updated(
+        app_name=APP,
+        registry={"database_url": f"sqlite:///{database}"},
+        serving={"served_tasks": ["classification", "chat"]},
+        tasks={"default_models": {"classification": CLF, "chat": CHAT}},
+        training={"check_every_steps": 1},
+        telemetry={"log_request_text": True},
     )
-    source, _ = connect(service_settings)
-    registry, _ = connect(settings)
+    source, _ = connect(service_settings.registry)
+    registry, _ = connect(settings.registry)
     for name, starter in ((CLF, "sentiment"), (CHAT, "chat")):
         first = source.get_version(starter, 1)
         registry.create_model(name, starter_models[starter].task, "observed by Prometheus")
@@ -116,10 +114,10 @@ def prometheus(service_settings, tmp_path_factory) -> Prometheus:
     config = yaml.safe_load(SCRAPE_CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    replicas_target = f"127.0.0.1:{service_settings.ray_metrics_export_port}"
+    replicas_target = f"127.0.0.1:{service_settings.ray.metrics_export_port}"
     jobs["tuneserve-replicas"]["static_configs"] = [{"targets": [replicas_target]}]
     jobs["tuneserve-registry"]["static_configs"] = [
-        {"targets": [f"127.0.0.1:{service_settings.port}"]}
+        {"targets": [f"127.0.0.1:{service_settings.serving.port}"]}
     ]
     jobs["tuneserve-registry"]["metrics_path"] = f"/{APP}/metrics"
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -228,7 +226,7 @@ def scenario(observed, prometheus, http, starter_models, service_settings) -> di
         assert rollback.status_code == 200, rollback.text
         done += _classify(observed, 10, seed=3)
         versions = client.get(f"/v1/models/{CLF}/versions").json()["data"]
-    tokenizer = AutoTokenizer.from_pretrained(service_settings.zoo_dir / "sentiment")
+    tokenizer = AutoTokenizer.from_pretrained(service_settings.zoo.dir / "sentiment")
     return {
         "requests": Counter(r["version"] for r in done),
         "items": _count(done, lambda r: len(r["texts"])),

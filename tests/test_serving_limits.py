@@ -22,17 +22,17 @@ def limited(service, service_settings, starter_models, tmp_path_factory):
     load a model yet: readiness must be observably false, deterministically.
     """
     database = tmp_path_factory.mktemp("limited") / "registry.db"
-    settings = service_settings.model_copy(
-        update={
-            "database_url": f"sqlite:///{database}",
-            "app_name": "limited",
+    settings = service_settings.updated(
+        app_name="limited",
+        registry={"database_url": f"sqlite:///{database}"},
+        serving={
             "served_tasks": ["classification"],
             "task_overrides": {
                 "classification": {"max_ongoing_requests": 1, "max_queued_requests": 1}
             },
-        }
+        },
     )
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     register_starter_model(starter_models["sentiment"], settings, registry, store)
     registry.engine.dispose()
     lock = sqlite3.connect(database, isolation_level=None)

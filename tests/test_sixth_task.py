@@ -25,18 +25,14 @@ def extended(service, service_settings: Settings, tmp_path_factory) -> str:
     from tuneserve.serving.app import build_app
 
     folder = tmp_path_factory.mktemp(APP)
-    settings = service_settings.model_copy(
-        update={
-            "database_url": f"sqlite:///{folder / 'registry.db'}",
-            "app_name": APP,
-            "task_modules": ["sixth_task"],
-            "served_tasks": ["similarity"],
-            "task_overrides": {},
-            "default_batch_size": 8,
-        }
+    settings = service_settings.updated(
+        app_name=APP,
+        registry={"database_url": f"sqlite:///{folder / 'registry.db'}"},
+        tasks={"modules": ["sixth_task"]},  # the one line that registers the task
+        serving={"served_tasks": ["similarity"], "task_overrides": {}},
     )
-    sixth_task.base_model(settings.resolved_encoder_base(), folder / "base")
-    registry, store = connect(settings)
+    sixth_task.base_model(settings.zoo.resolved_encoder_base(), folder / "base")
+    registry, store = connect(settings.registry)
     registry.create_model("similarity", "similarity", "sentence-pair similarity (test task)")
     version = registry.register_version(
         "similarity",

@@ -20,7 +20,7 @@ SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of registere
 
 @pytest.fixture(scope="module")
 def model(ready_service, service_settings) -> str:
-    registry, _ = connect(service_settings)
+    registry, _ = connect(service_settings.registry)
     first = registry.get_version("sentiment", 1)
     registry.create_model(MODEL, "classification", "resume test copy")
     registry.register_version(
@@ -74,7 +74,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(http, model, service_s
 
     # kill once the second epoch is under way and Ray Train has registered epoch 1's
     # checkpoint (its controller records it in this snapshot, polling workers every 2 s)
-    snapshot = Path(service_settings.checkpoint_url) / job["id"] / SNAPSHOT
+    snapshot = Path(service_settings.training.checkpoint_url) / job["id"] / SNAPSHOT
     deadline = time.monotonic() + 300
     while not (
         snapshot.is_file()

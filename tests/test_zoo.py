@@ -62,14 +62,14 @@ def test_builds_are_cached_by_fingerprint(starter_models, zoo_settings):
 def test_registration_is_idempotent_and_never_replaces_versions(
     starter_models, zoo_settings, tmp_path
 ):
-    settings = zoo_settings.model_copy(
-        update={
-            "data_dir": tmp_path,
+    settings = zoo_settings.updated(
+        data_dir=tmp_path,
+        registry={
             "database_url": f"sqlite:///{tmp_path}/r.db",
             "artifact_url": str(tmp_path / "artifacts"),
-        }
+        },
     )
-    registry, store = connect(settings)
+    registry, store = connect(settings.registry)
     report = starter_models["sentiment"]
     first = register_starter_model(report, settings, registry, store)
     assert (first.version, first.outcome) == (1, "registered")
@@ -86,8 +86,8 @@ def test_cli_builds_registers_and_answers_samples(
     starter_models, zoo_settings, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("TUNESERVE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("TUNESERVE_ZOO_CACHE_DIR", str(zoo_settings.zoo_cache_dir))
-    monkeypatch.setenv("TUNESERVE_MAX_SEQUENCE_LENGTH", "128")
+    monkeypatch.setenv("TUNESERVE_ZOO__CACHE_DIR", str(zoo_settings.zoo.cache_dir))
+    monkeypatch.setenv("TUNESERVE_LIMITS__MAX_SEQUENCE_LENGTH", "128")
     monkeypatch.setenv("COLUMNS", "200")  # room for the whole table
     runner = CliRunner()
     built = runner.invoke(app, ["models", "build", "--profile", "tiny"])

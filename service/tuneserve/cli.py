@@ -18,7 +18,7 @@ console = Console()
 
 
 def _settings(profile: ZooProfile | None) -> Settings:
-    return Settings(zoo_profile=profile) if profile else Settings()
+    return Settings(zoo={"profile": profile}) if profile else Settings()
 
 
 def build_and_register(settings: Settings, names: list[str] | None, force: bool) -> None:
@@ -43,8 +43,8 @@ def build_and_register(settings: Settings, names: list[str] | None, force: bool)
             progress.update(bars[name], completed=step, loss=f"loss {loss:.3f}")
 
         reports = build_all(settings, names, force=force, on_step=on_step)
-    registry, store = connect(settings)
-    table = Table(title=f"starter models ({settings.zoo_profile} profile) in {settings.zoo_dir}")
+    registry, store = connect(settings.registry)
+    table = Table(title=f"starter models ({settings.zoo.profile} profile) in {settings.zoo.dir}")
     for column in ("model", "task", "params", "size", "build", "metric", "floor", "registry"):
         table.add_column(column)
     for report in reports:
@@ -52,7 +52,7 @@ def build_and_register(settings: Settings, names: list[str] | None, force: bool)
         metric, floor = RECIPES[report.name].floor
         value = float(report.metrics[metric])
         build = "cached" if report.cached else f"{report.build_seconds:.0f} s"
-        verdict = "ok" if value >= floor else ("below" if settings.zoo_profile == "full" else "n/a")
+        verdict = "ok" if value >= floor else ("below" if settings.zoo.profile == "full" else "n/a")
         table.add_row(
             report.name,
             report.task,
@@ -81,7 +81,7 @@ def models_list() -> None:
     """Models in the registry with their versions, aliases and metrics."""
     from tuneserve.registry import Registry
 
-    registry = Registry.from_url(_settings(None).database_url)
+    registry = Registry.from_url(_settings(None).registry.database_url)
     table = Table(title="registry")
     for column in ("model", "task", "versions", "aliases"):
         table.add_column(column)

@@ -52,7 +52,7 @@ class FineTuningService:
             raise InvalidRequest(
                 f"purpose {purpose!r} is not supported; use 'fine-tune'", param="purpose"
             )
-        limits = self.settings
+        limits = self.settings.limits
         parsed = parse_training_file(
             data,
             filename,

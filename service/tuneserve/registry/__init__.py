@@ -2,6 +2,7 @@
 
 from tuneserve.registry.catalog import AliasMove, ModelInfo, Registry, VersionInfo
 from tuneserve.registry.store import ArtifactStore, weights_sha256
+from tuneserve.settings import RegistrySettings
 
 __all__ = [
     "AliasMove",
@@ -14,8 +15,8 @@ __all__ = [
 ]
 
 
-def connect(settings) -> tuple[Registry, ArtifactStore]:
-    """The registry and artifact store a deployment's settings point at."""
+def connect(settings: RegistrySettings) -> tuple[Registry, ArtifactStore]:
+    """The registry and artifact store of a deployment's ``registry`` settings."""
     return (
         Registry.from_url(settings.database_url),
         ArtifactStore(settings.artifact_url, settings.artifact_cache_dir),

@@ -22,15 +22,15 @@ from tuneserve.tasks.catalog import TaskCatalog
 
 def build_app(settings: Settings) -> Application:
     """The gateway bound to one TaskServer deployment per served task."""
-    catalog = TaskCatalog.load(settings.task_modules)
+    catalog = TaskCatalog.load(settings.tasks.modules)
     servers = {
         spec.name: serve.deployment(TaskServer, name=task_server_name(spec.name))
-        .options(**settings.task_server_options(spec.name).serve_options())
-        .bind(spec.name, settings)
-        for spec in catalog.select(settings.served_tasks)
+        .options(**settings.serving.task_server_options(spec.name).serve_options())
+        .bind(spec.name, settings.for_task_server())
+        for spec in catalog.select(settings.serving.served_tasks)
     }
     gateway = serve.deployment(serve.ingress(create_api(catalog))(Gateway), name="Gateway")
-    return gateway.options(**settings.gateway.serve_options()).bind(servers, settings)
+    return gateway.options(**settings.serving.gateway.serve_options()).bind(servers, settings)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

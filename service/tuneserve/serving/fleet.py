@@ -51,13 +51,13 @@ class ServePromoter:
 
     @functools.cached_property
     def models(self) -> ModelService:
-        registry, _ = connect(self.settings)
+        registry, _ = connect(self.settings.registry)
         return ModelService(
             registry,
             ServeFleet(self.settings.app_name),
-            Recorder(self.settings.metrics_enabled),
-            self.settings.default_models,
-            self.settings.alias_cache_ttl_s,
+            Recorder(self.settings.telemetry.metrics_enabled),
+            self.settings.tasks.default_models,
+            self.settings.serving.alias_cache_ttl_s,
         )
 
     def __call__(self, model: str, version: int, expected_from: int, reason: str) -> str:

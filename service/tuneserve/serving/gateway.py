@@ -42,24 +42,24 @@ class Gateway:
     def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings):
         configure_logging()
         self.settings = settings
-        self.catalog = TaskCatalog.load(settings.task_modules)
+        self.catalog = TaskCatalog.load(settings.tasks.modules)
         self.servers = servers
-        self.recorder = Recorder(settings.metrics_enabled)
-        self.limits = Limits(max_new_tokens=settings.max_new_tokens)
+        self.recorder = Recorder(settings.telemetry.metrics_enabled)
+        self.limits = Limits(max_new_tokens=settings.limits.max_new_tokens)
         self._connect_lock = threading.Lock()
 
     # --- control plane -----------------------------------------------------------------
     @functools.cached_property
     def _services(self) -> Services:
         with self._connect_lock:
-            registry, store = connect(self.settings)
+            registry, store = connect(self.settings.registry)
         defaults = {spec.name: spec.default_model for spec in self.catalog}
         models = ModelService(
             registry,
             ServeFleet(self.settings.app_name),
             self.recorder,
-            defaults | self.settings.default_models,
-            self.settings.alias_cache_ttl_s,
+            defaults | self.settings.tasks.default_models,
+            self.settings.serving.alias_cache_ttl_s,
         )
         fine_tuning = FineTuningService(
             self.settings, registry, store, self.catalog, lambda: self.runner.wake.remote()
@@ -129,16 +129,17 @@ class Gateway:
 
     def check_texts(self, texts: list[str], param: str = "inputs") -> None:
         """Enforce the request limits: items per request and characters per item."""
-        if len(texts) > self.settings.max_batch_items:
+        limits = self.settings.limits
+        if len(texts) > limits.max_batch_items:
             raise PayloadTooLarge(
-                f"{len(texts)} inputs in one request; at most {self.settings.max_batch_items}",
+                f"{len(texts)} inputs in one request; at most {limits.max_batch_items}",
                 param=param,
             )
         for index, text in enumerate(texts):
-            if len(text) > self.settings.max_input_chars:
+            if len(text) > limits.max_input_chars:
                 raise PayloadTooLarge(
-                    f"input is {len(text)} characters; at most {self.settings.max_input_chars}",
+                    f"input is {len(text)} characters; at most {limits.max_input_chars}",
                     param=f"{param}[{index}]",
                 )
-        if self.settings.log_request_text:  # only texts within the limits reach the log
+        if self.settings.telemetry.log_request_text:  # only texts within limits are logged
             note_texts(texts)

@@ -21,22 +21,22 @@ def connect_ray(settings: Settings) -> None:
     """Join the cluster at ``ray_address``, or start a local one under the data dir."""
     if ray.is_initialized():
         return
-    if settings.ray_address:
-        ray.init(address=settings.ray_address)
+    if settings.ray.address:
+        ray.init(address=settings.ray.address)
         return
-    settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
+    settings.ray.temp_dir.mkdir(parents=True, exist_ok=True)
     ray.init(
-        num_cpus=settings.ray_num_cpus,
-        _temp_dir=str(settings.ray_temp_dir),
+        num_cpus=settings.ray.num_cpus,
+        _temp_dir=str(settings.ray.temp_dir),
         include_dashboard=False,
-        _metrics_export_port=settings.ray_metrics_export_port,
+        _metrics_export_port=settings.ray.metrics_export_port,
         _system_config=_metrics_config(settings),
         log_to_driver=False,
     )
 
 
 def _metrics_config(settings: Settings) -> dict | None:
-    interval = settings.ray_metrics_report_interval_ms
+    interval = settings.ray.metrics_report_interval_ms
     return {"metrics_report_interval_ms": interval} if interval else None
 
 
@@ -46,9 +46,9 @@ def deploy(settings: Settings) -> str:
     # so nobody sees a stale "running" job once the API answers
     runner = get_or_start_runner(settings, ServePromoter(settings))
     ray.get(runner.running.remote())
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.start(http_options={"host": settings.serving.host, "port": settings.serving.port})
     serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
-    return f"http://{settings.host}:{settings.port}"
+    return f"http://{settings.serving.host}:{settings.serving.port}"
 
 
 def stop() -> None:

@@ -24,7 +24,7 @@ from tuneserve.serving.batcher import Batcher
 from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.resident import Key, Resident, ResidentModels
 from tuneserve.serving.version_metrics import VersionMetrics
-from tuneserve.settings import Settings
+from tuneserve.settings import TaskServerSettings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.handlers.base import TaskHandler
 from tuneserve.telemetry import Recorder
@@ -35,24 +35,26 @@ logger = logging.getLogger("tuneserve.task_server")
 class TaskServer:
     """Serves every model of one task; the gateway calls it through a deployment handle."""
 
-    def __init__(self, task: str, settings: Settings):
+    def __init__(self, task: str, settings: TaskServerSettings):
         configure_logging()
-        torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(settings.serving.torch_threads)
         self.task = task
         self.settings = settings
-        self.spec = TaskCatalog.load(settings.task_modules).get(task)
-        self.options = self.spec.options(settings.task_options.get(task))
+        self.spec = TaskCatalog.load(settings.tasks.modules).get(task)
+        self.options = self.spec.options(settings.tasks.options.get(task))
         self.handler_class = self.spec.handler_class()
         # one model thread per replica: batches run one after another, never oversubscribed
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{task}-model")
-        self.recorder = Recorder(settings.metrics_enabled)
+        self.recorder = Recorder(settings.telemetry.metrics_enabled)
         self.models = ResidentModels(
-            settings.resident_versions, self._load, lambda resident: resident.metrics.evicted()
+            settings.serving.resident_versions,
+            self._load,
+            lambda resident: resident.metrics.evicted(),
         )
         # nothing here waits on the database or a model: the replica starts at once and
         # reports ready (``ready``) only when its production versions are loaded and warm
         loop = asyncio.get_running_loop()
-        self._connected = loop.create_task(asyncio.to_thread(connect, settings))
+        self._connected = loop.create_task(asyncio.to_thread(connect, settings.registry))
         self._startup = loop.create_task(self._load_production())
         if self.recorder.enabled:
             self._gauges = loop.create_task(self._refresh_gauges())
@@ -61,7 +63,7 @@ class TaskServer:
         while True:
             for resident in self.models.loaded():
                 resident.metrics.resident()
-            await asyncio.sleep(self.settings.metrics_gauge_refresh_s)
+            await asyncio.sleep(self.settings.telemetry.gauge_refresh_s)
 
     async def _in_model_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
@@ -93,15 +95,15 @@ class TaskServer:
             runtime: Any = ChatEngine(
                 handler,
                 self._in_model_thread,
-                self.settings.max_batch_size,
-                self.settings.stream_interval_s,
+                self.settings.serving.max_batch_size,
+                self.settings.serving.stream_interval_s,
                 metrics,
             )
         else:
             runtime = Batcher(
                 lambda items, h=handler: self._predict_batch(h, metrics, items),
-                self.settings.max_batch_size,
-                self.settings.batch_wait_timeout_s,
+                self.settings.serving.max_batch_size,
+                self.settings.serving.batch_wait_timeout_s,
                 on_batch=metrics.batch_started,
             )
         seconds = time.perf_counter() - started
@@ -116,7 +118,7 @@ class TaskServer:
         path = await asyncio.to_thread(store.local_path, version.artifact_uri)
         handler = await self._in_model_thread(
             lambda: self.handler_class.load(
-                path, max_length=self.settings.max_sequence_length, options=self.options
+                path, max_length=self.settings.limits.max_sequence_length, options=self.options
             )
         )
         example = self.spec.Item(**self.spec.example)

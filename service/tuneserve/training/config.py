@@ -43,22 +43,26 @@ class TrainingConfig(BaseModel):
             1.0 if hyper.learning_rate_multiplier == "auto" else hyper.learning_rate_multiplier
         )
         return cls(
-            n_epochs=settings.default_epochs if hyper.n_epochs == "auto" else hyper.n_epochs,
+            n_epochs=settings.training.default_epochs
+            if hyper.n_epochs == "auto"
+            else hyper.n_epochs,
             batch_size=(
-                settings.default_batch_size if hyper.batch_size == "auto" else hyper.batch_size
+                settings.training.default_batch_size
+                if hyper.batch_size == "auto"
+                else hyper.batch_size
             ),
             learning_rate=hyper.learning_rate or spec.learning_rate * multiplier,
             learning_rate_multiplier=multiplier,
             warmup_ratio=hyper.warmup_ratio,
             weight_decay=hyper.weight_decay,
             seed=hyper.seed if hyper.seed is not None else 0,
-            max_sequence_length=hyper.max_sequence_length or settings.max_sequence_length,
+            max_sequence_length=hyper.max_sequence_length or settings.limits.max_sequence_length,
             num_workers=hyper.num_workers,
             use_gpu=hyper.use_gpu,
-            cpus_per_worker=settings.train_cpus_per_worker,
-            torch_threads=settings.train_torch_threads,
+            cpus_per_worker=settings.training.cpus_per_worker,
+            torch_threads=settings.training.torch_threads,
             allow_new_labels=hyper.allow_new_labels,
             early_stopping_patience=hyper.early_stopping_patience,
-            check_every_steps=settings.train_check_every_steps,
-            validation_fraction=settings.validation_fraction,
+            check_every_steps=settings.training.check_every_steps,
+            validation_fraction=settings.training.validation_fraction,
         )

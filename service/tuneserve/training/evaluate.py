@@ -10,7 +10,7 @@ import ray
 
 from tuneserve.api.fine_tuning import Promotion
 from tuneserve.errors import InvalidRequest
-from tuneserve.settings import Settings
+from tuneserve.settings import RegistrySettings, TaskSettings
 from tuneserve.tasks.spec import TaskSpec
 
 
@@ -34,18 +34,26 @@ def evaluate_model(
 
 @ray.remote(num_cpus=1)
 def evaluate_both(
-    task: str, settings: Settings, uris: dict[str, str], rows: list[dict], max_length: int
+    task: str,
+    sections: tuple[RegistrySettings, TaskSettings, int],
+    uris: dict[str, str],
+    rows: list[dict],
+    max_length: int,
 ) -> dict[str, dict]:
-    """Each labelled model on the same rows, in a task that reserves the CPU it uses."""
+    """Each labelled model on the same rows, in a task that reserves the CPU it uses.
+
+    ``sections``: the registry and task settings and the torch threads, all it reads.
+    """
     import torch
 
     from tuneserve.registry import connect
     from tuneserve.tasks.catalog import TaskCatalog
 
-    torch.set_num_threads(settings.train_torch_threads)
-    spec = TaskCatalog.load(settings.task_modules).get(task)
-    options = spec.options(settings.task_options.get(task))
-    _, store = connect(settings)
+    registry_settings, tasks, threads = sections
+    torch.set_num_threads(threads)
+    spec = TaskCatalog.load(tasks.modules).get(task)
+    options = spec.options(tasks.options.get(task))
+    _, store = connect(registry_settings)
     return {
         label: evaluate_model(spec, store.local_path(uri), rows, max_length, options)
         for label, uri in uris.items()

@@ -26,8 +26,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from tuneserve.logs import configure_logging
-from tuneserve.registry import ArtifactStore, Registry
+from tuneserve.registry import connect
 from tuneserve.registry.jobs import JobStore
+from tuneserve.settings import RegistrySettings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.data import read_jsonl
@@ -119,10 +120,10 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     config = TrainingConfig.model_validate(context["training"])
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
-    store = ArtifactStore(context["artifact_url"], Path(context["artifact_cache_dir"]))
-    jobs, job_id = JobStore(Registry.from_url(context["database_url"]).engine), context["job_id"]
+    registry, store = connect(RegistrySettings.model_validate(context["registry"]))
+    jobs, job_id = JobStore(registry.engine), context["job_id"]
     rank = ray.train.get_context().get_world_rank()
-    spec = TaskCatalog.load(context["task_modules"]).get(context["task"])
+    spec = TaskCatalog.load(context["tasks"]["modules"]).get(context["task"])
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resumed:
         source = Path(resumed) if resumed else store.local_path(context["base_uri"])

@@ -101,7 +101,7 @@ def run(job: JobInfo, ctx: JobContext) -> None:
     scores = ray.get(
         evaluate_both.remote(
             job.task,
-            ctx.settings,
+            (ctx.settings.registry, ctx.settings.tasks, ctx.settings.training.torch_threads),
             {"candidate": candidate_uri, "production": production.artifact_uri},
             plan.validation_rows,
             config.max_sequence_length,

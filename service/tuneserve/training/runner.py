@@ -38,9 +38,9 @@ class JobRunner:
     def __init__(self, settings: Settings, promote: Promoter):
         configure_logging()
         self.settings = settings
-        registry, store = connect(settings)
+        registry, store = connect(settings.registry)
         self.jobs = JobStore(registry.engine)
-        catalog = TaskCatalog.load(settings.task_modules)
+        catalog = TaskCatalog.load(settings.tasks.modules)
         self.context = JobContext(settings, registry, store, self.jobs, catalog, promote)
         interrupted = self.jobs.fail_interrupted(
             "the service stopped while this job was running; create it again"
@@ -48,7 +48,7 @@ class JobRunner:
         if interrupted:
             logger.warning("marked interrupted jobs as failed: %s", interrupted)
         self._wake = threading.Condition()
-        self._slots = [_Slot() for _ in range(settings.max_concurrent_jobs)]
+        self._slots = [_Slot() for _ in range(settings.training.max_concurrent_jobs)]
         for slot in self._slots:
             threading.Thread(target=self._work, args=(slot,), daemon=True).start()
 

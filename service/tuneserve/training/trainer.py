@@ -99,11 +99,9 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
         "base_uri": plan.base_uri,
         "train_uri": plan.train_uri,
         "validation_uri": plan.validation_uri,
-        # only what a worker reads: the job store, the artifact store, plug-in tasks
-        "database_url": settings.database_url,
-        "artifact_url": settings.artifact_url,
-        "artifact_cache_dir": str(settings.artifact_cache_dir),
-        "task_modules": settings.task_modules,
+        # only the sections a worker reads: where the stores are, which tasks exist
+        "registry": settings.registry.model_dump(mode="json"),
+        "tasks": settings.tasks.model_dump(mode="json"),
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -113,9 +111,9 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
         ),
         run_config=RunConfig(
             name=job.id,
-            storage_path=settings.checkpoint_url,
+            storage_path=settings.training.checkpoint_url,
             failure_config=FailureConfig(
-                max_failures=settings.train_max_failures, controller_failure_limit=0
+                max_failures=settings.training.max_failures, controller_failure_limit=0
             ),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
         ),
@@ -151,12 +149,15 @@ def _uri(path: str, storage_url: str) -> str:
 def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> TrainOutcome | None:
     """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed)."""
     before = _reserved_groups()
-    ref = _fit.remote(_trainer(job, plan, settings), settings.train_start_timeout_s)
+    ref = _fit.remote(_trainer(job, plan, settings), settings.training.start_timeout_s)
     cancel_seen: float | None = None
     while not ray.wait([ref], timeout=0.5)[0]:
         if cancel_seen is None and jobs.get_job(job.id).cancel_requested:
             cancel_seen = time.monotonic()
-        if cancel_seen is not None and time.monotonic() - cancel_seen > settings.cancel_grace_s:
+        if (
+            cancel_seen is not None
+            and time.monotonic() - cancel_seen > settings.training.cancel_grace_s
+        ):
             ray.cancel(ref, force=True)
             # runs one job at a time by default, so the groups made since are this job's
             _release_groups(_reserved_groups() - before)
@@ -168,13 +169,13 @@ def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> Train
             raise JobFailure(
                 "resource_unavailable",
                 "the training workers did not start within "
-                f"{settings.train_start_timeout_s:g} s: the cluster is busy",
+                f"{settings.training.start_timeout_s:g} s: the cluster is busy",
                 "hyperparameters.num_workers",
             ) from error
         raise JobFailure("training_failed", f"training failed: {error}") from error
     if outcome["metrics"].get("cancelled"):
         return None
-    storage = settings.checkpoint_url
+    storage = settings.training.checkpoint_url
     return TrainOutcome(
         metrics=outcome["metrics"],
         checkpoint_uri=_uri(outcome["checkpoint"], storage),

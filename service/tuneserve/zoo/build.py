@@ -45,14 +45,14 @@ class BuildReport:
 
 def fingerprint(recipe: Recipe, settings: Settings) -> str:
     """Changes whenever the recipe, the profile's budget or the generator code changes."""
-    budget = recipe.budgets[settings.zoo_profile]
+    budget = recipe.budgets[settings.zoo.profile]
     parts = [
         recipe.name,
-        settings.zoo_profile,
-        str(settings.zoo_seed),
+        settings.zoo.profile,
+        str(settings.zoo.seed),
         repr(budget),
-        str(settings.max_sequence_length),
-        settings.resolved_encoder_base().split("/")[-1],
+        str(settings.limits.max_sequence_length),
+        settings.zoo.resolved_encoder_base().split("/")[-1],
         inspect.getsource(recipe.data),
         inspect.getsource(recipes),
     ]
@@ -73,10 +73,10 @@ def cached_report(model_dir: Path, expected: str) -> BuildReport | None:
 def build_one(
     recipe: Recipe, settings: Settings, on_step: StepCallback | None = None
 ) -> BuildReport:
-    """Train one starter model into ``settings.zoo_dir / name`` and report its metrics."""
-    budget = recipe.budgets[settings.zoo_profile]
+    """Train one starter model into ``settings.zoo.dir / name`` and report its metrics."""
+    budget = recipe.budgets[settings.zoo.profile]
     row_model = recipe.spec.Row
-    seed = settings.zoo_seed
+    seed = settings.zoo.seed
     train = [row_model(**r) for r in recipe.data.generate("train", budget.train_rows, seed)]
     heldout = [row_model(**r) for r in recipe.data.generate("heldout", budget.eval_rows, seed)]
     started = time.perf_counter()
@@ -87,14 +87,14 @@ def build_one(
     metrics = handler.evaluate(heldout)
     if recipe.extra_metrics:
         metrics.update(recipe.extra_metrics(handler, train, heldout))
-    target = settings.zoo_dir / recipe.name
+    target = settings.zoo.dir / recipe.name
     staging = target.with_name(f".{recipe.name}.building")
     shutil.rmtree(staging, ignore_errors=True)
     handler.save(staging)
     report = BuildReport(
         name=recipe.name,
         task=recipe.task,
-        profile=settings.zoo_profile,
+        profile=settings.zoo.profile,
         fingerprint=fingerprint(recipe, settings),
         metrics=metrics,
         build_seconds=round(time.perf_counter() - started, 1),
@@ -115,14 +115,14 @@ def build_all(
     on_step: StepCallback | None = None,
 ) -> list[BuildReport]:
     """Build every starter model (or ``names``) that is missing or out of date."""
-    torch.set_num_threads(max(torch.get_num_threads(), settings.torch_threads))
+    torch.set_num_threads(max(torch.get_num_threads(), settings.serving.torch_threads))
     transformers.logging.set_verbosity_error()  # "newly initialized head" is expected here
-    settings.zoo_dir.mkdir(parents=True, exist_ok=True)
+    settings.zoo.dir.mkdir(parents=True, exist_ok=True)
     reports = []
     for name in names or list(RECIPES):
         recipe = RECIPES[name]
         cached = (
-            None if force else cached_report(settings.zoo_dir / name, fingerprint(recipe, settings))
+            None if force else cached_report(settings.zoo.dir / name, fingerprint(recipe, settings))
         )
         reports.append(cached or build_one(recipe, settings, on_step))
     return reports

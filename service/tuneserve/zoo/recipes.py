@@ -69,7 +69,7 @@ class Recipe:
 def _encoder_with_labels(task: str, labels: list[str]) -> Callable[..., TaskHandler]:
     def create(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
         handler_class = _handler_class(task)
-        base = settings.resolved_encoder_base()
+        base = settings.zoo.resolved_encoder_base()
         kwargs: dict[str, Any] = {}
         if labels:
             kwargs = {
@@ -79,7 +79,7 @@ def _encoder_with_labels(task: str, labels: list[str]) -> Callable[..., TaskHand
             }
         model = handler_class.auto_model.from_pretrained(base, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(base)
-        return handler_class(model, tokenizer, max_length=settings.max_sequence_length)
+        return handler_class(model, tokenizer, max_length=settings.limits.max_sequence_length)
 
     return create
 
@@ -103,7 +103,9 @@ def _create_translation(settings: Settings, budget: Budget, rows: list[BaseModel
         tie_word_embeddings=True,
     )
     model = T5ForConditionalGeneration(config)
-    return _handler_class("translation")(model, tokenizer, max_length=settings.max_sequence_length)
+    return _handler_class("translation")(
+        model, tokenizer, max_length=settings.limits.max_sequence_length
+    )
 
 
 def _create_chat(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
@@ -125,7 +127,7 @@ def _create_chat(settings: Settings, budget: Budget, rows: list[BaseModel]) -> T
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return _handler_class("chat")(model, tokenizer, max_length=settings.max_sequence_length)
+    return _handler_class("chat")(model, tokenizer, max_length=settings.limits.max_sequence_length)
 
 
 def _chat_unigram_baseline(handler: TaskHandler, train: list, heldout: list) -> dict[str, float]:

@@ -28,15 +28,15 @@ SAMPLES: dict[str, dict] = {
 
 def sample_predictions(settings: Settings) -> Iterator[tuple[str, BaseModel, BaseModel]]:
     """(model name, request item, output) for every starter model's production version."""
-    registry, store = connect(settings)
-    catalog = TaskCatalog.load(settings.task_modules)
+    registry, store = connect(settings.registry)
+    catalog = TaskCatalog.load(settings.tasks.modules)
     for name, payload in SAMPLES.items():
         version = registry.resolve(name, None)
         spec = catalog.get(version.task)
         handler = spec.handler_class().load(
             store.local_path(version.artifact_uri),
-            max_length=settings.max_sequence_length,
-            options=spec.options(settings.task_options.get(spec.name)),
+            max_length=settings.limits.max_sequence_length,
+            options=spec.options(settings.tasks.options.get(spec.name)),
         )
         item = spec.Item(**payload)
         yield f"{name}@{version.version}", item, handler.predict([item])[0]

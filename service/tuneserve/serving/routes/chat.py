@@ -36,7 +36,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep):
     gateway.check_texts([m.content for m in body.messages], "messages")
     target = await gateway.resolve(body.model, "chat")
     settings = gateway.settings
-    item = body.to_item(settings.default_chat_max_tokens, settings.max_new_tokens)
+    item = body.to_item(settings.serving.default_chat_max_tokens, settings.limits.max_new_tokens)
     events = gateway.chat_stream(target, item)
     try:
         with serve_errors_as_ours():

