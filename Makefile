@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python -m bench.finetune
 	$(BIN)/python -m bench.hotswap
 	$(BIN)/python -m bench.metrics_cost
+	$(BIN)/python -m bench.data_memory
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 
 import pytest
 from tuneserve.errors import InvalidRequest, PayloadTooLarge
 from tuneserve.tasks.catalog import builtin_catalog
-from tuneserve.training.data import (
-    RowError,
-    check_labels,
-    parse_training_file,
-    read_jsonl,
-    rows_to_jsonl,
-    seeded_split,
-)
+from tuneserve.training import data as data_module
+from tuneserve.training.data import RowError, parse_training_file
+from tuneserve.training.dataset import ArrowRowWriter, held_out_rows, rows_of, split
 
 ROWS = {
     "classification": [
@@ -60,9 +56,20 @@ def jsonl(*rows: object) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def parse(data: bytes, filename: str = "train.jsonl", **kwargs):
+@dataclass
+class Parsed:
+    task: str
+    rows: list[dict]  # what the sink received
+    labels: list[str]
+    sha256: str
+
+
+def parse(data: bytes, filename: str = "train.jsonl", **kwargs) -> Parsed:
     limits = {"max_bytes": 1_000_000, "max_rows": 1000} | kwargs
-    return parse_training_file(data, filename, builtin_catalog(), **limits)
+    rows: list[dict] = []
+    parsed = parse_training_file(data, filename, builtin_catalog(), rows.extend, **limits)
+    assert parsed.rows == len(rows)
+    return Parsed(parsed.task, rows, parsed.labels, parsed.sha256)
 
 
 def invalid(data: bytes, filename: str = "train.jsonl", **kwargs) -> InvalidRequest:
@@ -259,38 +266,46 @@ def test_max_errors_caps_the_list_but_not_the_count():
 CLASSIFICATION, NER = builtin_catalog().get("classification"), builtin_catalog().get("ner")
 
 
-def test_check_labels_allows_or_refuses_new_labels():
+def test_unknown_labels_are_refused_unless_declared():
     known = ["negative", "positive"]
-    assert check_labels(["negative"], known, allow_new=False, spec=CLASSIFICATION) == []
-    new = check_labels(["meh", "negative", "ugh"], known, allow_new=True, spec=CLASSIFICATION)
+    assert CLASSIFICATION.unknown_labels(["negative"], known, allow_new=False) == []
+    new = CLASSIFICATION.unknown_labels(["meh", "negative", "ugh"], known, allow_new=True)
     assert new == ["meh", "ugh"]
     with pytest.raises(InvalidRequest) as caught:
-        check_labels(["B-ORG", "O"], ["O", "B-PER"], allow_new=False, spec=NER)
+        NER.unknown_labels(["B-ORG", "O"], ["O", "B-PER"], allow_new=False)
     assert caught.value.param == "labels"
     assert "B-ORG" in caught.value.message
     assert "tags" in caught.value.message
 
 
 @pytest.mark.parametrize(("n", "fraction", "held_out"), [(2, 0.1, 1), (10, 0.2, 2), (10, 1.0, 9)])
-def test_seeded_split_is_deterministic_and_sized(n, fraction, held_out):
-    rows = [{"i": i} for i in range(n)]
-    train, validation = seeded_split(rows, fraction, seed=7)
-    assert len(validation) == held_out
-    assert sorted(r["i"] for r in train + validation) == list(range(n))
-    assert train == sorted(train, key=lambda r: r["i"])  # file order is kept
-    assert (train, validation) == seeded_split(rows, fraction, seed=7)
+def test_held_out_rows_are_seeded_and_sized(n, fraction, held_out):
+    held = held_out_rows(n, fraction, seed=7).tolist()
+    assert len(held) == held_out and held == sorted(set(held))
+    assert all(0 <= i < n for i in held)
+    assert held == held_out_rows(n, fraction, seed=7).tolist()
 
 
-def test_seeded_split_depends_on_the_seed_and_needs_two_rows():
-    rows = [{"i": i} for i in range(50)]
-    assert seeded_split(rows, 0.2, seed=1) != seeded_split(rows, 0.2, seed=2)
+def test_held_out_rows_depend_on_the_seed_and_need_two_rows():
+    assert held_out_rows(50, 0.2, seed=1).tolist() != held_out_rows(50, 0.2, seed=2).tolist()
     with pytest.raises(InvalidRequest):
-        seeded_split(rows[:1], 0.2, seed=1)
+        held_out_rows(1, 0.2, seed=1)
 
 
-def test_jsonl_round_trip():
-    rows = [*ROWS["chat"], {"text": "naïve\u2028line", "label": "ü"}]
-    stored = rows_to_jsonl(rows)
-    assert stored.count(b"\n") == len(rows)
-    assert read_jsonl(stored) == rows
-    assert read_jsonl(b"") == []
+def test_rows_stream_into_arrow_and_split_in_file_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "BATCH_ROWS", 3)  # several batches into one file
+    rows = [*ROWS["chat"], *({"messages": m["messages"]} for m in ROWS["chat"] * 9)]
+    rows[3] = {
+        "messages": [{"role": "user", "content": "naïve\u2028line"}, *rows[3]["messages"][1:]]
+    }
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    with ArrowRowWriter(tmp_path / "rows.arrow") as sink:
+        parsed = parse_training_file(
+            data, "chat.jsonl", builtin_catalog(), sink, max_bytes=10**6, max_rows=100
+        )
+    assert parsed.rows == len(rows) and rows_of(tmp_path / "rows.arrow") == rows
+    split(tmp_path / "rows.arrow", 0.3, 4, tmp_path / "train.arrow", tmp_path / "val.arrow")
+    train, validation = rows_of(tmp_path / "train.arrow"), rows_of(tmp_path / "val.arrow")
+    held = held_out_rows(len(rows), 0.3, 4).tolist()
+    assert validation == [rows[i] for i in held]
+    assert train == [row for i, row in enumerate(rows) if i not in held]

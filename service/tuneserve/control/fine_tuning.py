@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from tuneserve.api.fine_tuning import (
     CheckpointList,
@@ -24,7 +26,8 @@ from tuneserve.registry.refs import ModelRef
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
-from tuneserve.training.data import parse_training_file, rows_to_jsonl
+from tuneserve.training.data import parse_training_file
+from tuneserve.training.dataset import ArrowRowWriter
 
 
 class FineTuningService:
@@ -53,23 +56,27 @@ class FineTuningService:
                 f"purpose {purpose!r} is not supported; use 'fine-tune'", param="purpose"
             )
         limits = self.settings.limits
-        parsed = parse_training_file(
-            data,
-            filename,
-            self.catalog,
-            task=task,
-            max_bytes=limits.max_upload_bytes,
-            max_rows=limits.max_file_rows,
-            max_errors=limits.max_file_errors,
-        )
-        key = f"files/{parsed.sha256[:16]}/{uuid.uuid4().hex}.jsonl"
-        uri = self.store.put_bytes(rows_to_jsonl(parsed.rows), key)
+        with tempfile.TemporaryDirectory() as folder:
+            arrow = Path(folder) / "rows.arrow"
+            with ArrowRowWriter(arrow) as sink:  # converted once, as the rows stream by
+                parsed = parse_training_file(
+                    data,
+                    filename,
+                    self.catalog,
+                    sink,
+                    task=task,
+                    max_bytes=limits.max_upload_bytes,
+                    max_rows=limits.max_file_rows,
+                    max_errors=limits.max_file_errors,
+                )
+            key = f"files/{parsed.sha256[:16]}/{uuid.uuid4().hex}.arrow"
+            uri = self.store.put_file(arrow, key)
         info = self.jobs.create_file(
             filename=filename,
             purpose=purpose,
             bytes=len(data),
             sha256=parsed.sha256,
-            rows=len(parsed.rows),
+            rows=parsed.rows,
             task=parsed.task,
             labels=parsed.labels,
             uri=uri,

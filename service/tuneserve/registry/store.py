@@ -79,6 +79,35 @@ class ArtifactStore:
         self._fs.mv(staging, target)
         return self.uri_for(key)
 
+    def put_file(self, local: Path, key: str) -> str:
+        """Upload one local file under ``key`` (write-once) and return its URI."""
+        target = self._path_of(key)
+        if self._fs.exists(target):
+            raise Conflict(f"artifact key '{key}' already exists; choose a new key", param="key")
+        parent = target.rsplit("/", 1)[0]
+        self._fs.makedirs(parent, exist_ok=True)
+        staging = f"{parent}/.{uuid.uuid4().hex}.partial"
+        self._fs.put_file(str(local), staging)
+        self._fs.mv(staging, target)
+        return self.uri_for(key)
+
+    def local_file(self, uri: str) -> Path:
+        """A local path of the file ``uri``: in place when local, else downloaded once."""
+        fs, path = url_to_fs(uri)
+        if isinstance(fs, LocalFileSystem):
+            if not Path(path).is_file():
+                raise NotFound(f"artifact {uri} not found", param="uri")
+            return Path(path)
+        cached = self.cache_dir / hashlib.sha256(uri.encode()).hexdigest()
+        if not cached.is_file():
+            if not fs.exists(path):
+                raise NotFound(f"artifact {uri} not found", param="uri")
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}")
+            fs.get_file(path, str(partial))
+            os.replace(partial, cached)
+        return cached
+
     def read_bytes(self, uri: str) -> bytes:
         """The bytes of a file written by ``put_bytes``."""
         fs, path = url_to_fs(uri)

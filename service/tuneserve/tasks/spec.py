@@ -98,6 +98,20 @@ class TaskSpec:
         """(field, message) of problems the row schema cannot express."""
         return []
 
+    def unknown_labels(self, labels: list[str], known: list[str], allow_new: bool) -> list[str]:
+        """A file's labels the base model lacks; refused unless the job declared new labels."""
+        known_set = set(known)
+        new = [label for label in labels if label not in known_set]
+        if new and not allow_new:
+            kind = self.label_kind or "labels"
+            raise InvalidRequest(
+                f"the training file has {kind} the base {self.name} model does not know: "
+                f"{', '.join(new)}; its {kind} are: {', '.join(known)}. Relabel those rows, "
+                f"or declare the new {kind} to add them to the model",
+                param="labels",
+            )
+        return new
+
     def required_fields(self) -> set[str]:
         return {name for name, field in self.Row.model_fields.items() if field.is_required()}
 

@@ -37,7 +37,7 @@ def evaluate_both(
     task: str,
     sections: tuple[RegistrySettings, TaskSettings, int],
     uris: dict[str, str],
-    rows: list[dict],
+    validation_uri: str,
     max_length: int,
 ) -> dict[str, dict]:
     """Each labelled model on the same rows, in a task that reserves the CPU it uses.
@@ -48,12 +48,14 @@ def evaluate_both(
 
     from tuneserve.registry import connect
     from tuneserve.tasks.catalog import TaskCatalog
+    from tuneserve.training.dataset import rows_of
 
     registry_settings, tasks, threads = sections
     torch.set_num_threads(threads)
     spec = TaskCatalog.load(tasks.modules).get(task)
     options = spec.options(tasks.options.get(task))
     _, store = connect(registry_settings)
+    rows = rows_of(store.local_file(validation_uri))
     return {
         label: evaluate_model(spec, store.local_path(uri), rows, max_length, options)
         for label, uri in uris.items()

@@ -31,7 +31,7 @@ from tuneserve.registry.jobs import JobStore
 from tuneserve.settings import RegistrySettings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
-from tuneserve.training.data import read_jsonl
+from tuneserve.training.dataset import fingerprint, open_rows, shard, tokenized
 from tuneserve.training.fit import make_optimizer, make_schedule, train_step
 
 logger = logging.getLogger("tuneserve.training")
@@ -58,6 +58,15 @@ def _all_agree(flag: bool) -> bool:
     return bool(value.item())
 
 
+def _fewest(count: int) -> int:
+    """The smallest ``count`` over all ranks."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return count
+    value = torch.tensor([count], dtype=torch.int64)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return int(value.item())
+
+
 def _total(value: float) -> float:
     if not (dist.is_available() and dist.is_initialized()):
         return value
@@ -66,16 +75,15 @@ def _total(value: float) -> float:
     return float(tensor.item())
 
 
-def _validation_loss(model, handler, features: list[dict], batch_size: int) -> float | None:
-    if not features:
+def _validation_loss(model, handler, features, batch_size: int) -> float | None:
+    if not len(features):
         return None
     model.eval()
     losses = []
     with torch.no_grad():
         for start in range(0, len(features), batch_size):
-            losses.append(
-                float(model(**handler.collate(features[start : start + batch_size])).loss)
-            )
+            chunk = [features[i] for i in range(start, min(start + batch_size, len(features)))]
+            losses.append(float(model(**handler.collate(chunk)).loss))
     model.train()
     return sum(losses) / len(losses)
 
@@ -114,13 +122,41 @@ def _restore(checkpoint_dir: Path, optimizer, schedule) -> Progress:
     return Progress(**json.loads((state / "progress.json").read_text()))
 
 
+def _features(context: dict[str, Any], handler, spec, cache_dir: Path, store) -> tuple:
+    """(this rank's training features, the validation features, total training features).
+
+    Each rank tokenizes only its shard, once: the features are cached on disk under a key
+    of the rows, the base model and the settings, so a restarted worker reads them back.
+    Ranks keep equally many features, so that DDP steps stay in lockstep.
+    """
+    train_context = ray.train.get_context()
+    rank, world = train_context.get_world_rank(), train_context.get_world_size()
+    config = TrainingConfig.model_validate(context["training"])
+
+    def featurize(rows: list[dict]) -> list[dict]:
+        return handler.training_features([spec.Row(**row) for row in rows])
+
+    same = (context["base_uri"], config.max_sequence_length, context["new_labels"])
+    rows = shard(open_rows(store.local_file(context["train_uri"])), rank, world)
+    key = fingerprint(context["train_uri"], rank, world, *same)
+    train = tokenized(rows, featurize, cache_dir, f"train-{key}")
+    validation_rows = open_rows(store.local_file(context["validation_uri"]))
+    key = fingerprint(context["validation_uri"], *same)
+    validation = tokenized(validation_rows, featurize, cache_dir, f"validation-{key}")
+    fewest = _fewest(len(train))
+    if len(train) > fewest:
+        train = train.select(range(fewest))
+    return train, validation, fewest * world
+
+
 def train_loop_per_worker(context: dict[str, Any]) -> None:
     # --- set-up: stores, model (from the last checkpoint if restarted), data -------------
     configure_logging()
     config = TrainingConfig.model_validate(context["training"])
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
-    registry, store = connect(RegistrySettings.model_validate(context["registry"]))
+    registry_settings = RegistrySettings.model_validate(context["registry"])
+    registry, store = connect(registry_settings)
     jobs, job_id = JobStore(registry.engine), context["job_id"]
     rank = ray.train.get_context().get_world_rank()
     spec = TaskCatalog.load(context["tasks"]["modules"]).get(context["task"])
@@ -128,12 +164,10 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resumed:
         source = Path(resumed) if resumed else store.local_path(context["base_uri"])
         handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
-        rows = read_jsonl(store.read_bytes(context["train_uri"]))
-        validation = read_jsonl(store.read_bytes(context["validation_uri"]))
-        if config.allow_new_labels and not resumed:
-            _add_new_labels(handler, spec, rows + validation)
-        features = handler.training_features([spec.Row(**r) for r in rows])
-        validation_features = handler.training_features([spec.Row(**r) for r in validation])
+        if context["new_labels"] and not resumed:  # a checkpoint has the grown head already
+            handler.add_labels(context["new_labels"])
+        cache_dir = registry_settings.artifact_cache_dir / "features"
+        features, validation_features, total = _features(context, handler, spec, cache_dir, store)
         loader = ray.train.torch.prepare_data_loader(
             DataLoader(
                 features,
@@ -141,7 +175,8 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
                 shuffle=True,
                 collate_fn=handler.collate,
                 generator=torch.Generator().manual_seed(config.seed),
-            )
+            ),
+            add_dist_sampler=False,  # each rank already holds only its shard
         )
         model = ray.train.torch.prepare_model(handler.model)
         optimizer = make_optimizer(model, config)
@@ -154,26 +189,16 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
         _report(
             jobs,
             job_id,
-            f"workers ready: {len(features)} training examples loaded"
-            + (f"; {start}" if start else ""),
+            f"workers ready: {total} training examples loaded" + (f"; {start}" if start else ""),
             {"resumed_at_step": progress.step} if resumed else None,
         )
     run = _Run(config, jobs, job_id, rank, handler, model, optimizer, schedule, total_steps)
     for epoch in range(progress.epoch + 1, config.n_epochs + 1):
         cancelled, epoch_loss = run.epoch(epoch, loader, progress)
         if run.end_epoch(
-            epoch, epoch_loss, len(loader), len(features), validation_features, progress, cancelled
+            epoch, epoch_loss, len(loader), total, validation_features, progress, cancelled
         ):
             break
-
-
-def _add_new_labels(handler, spec, rows: list[dict]) -> None:
-    """Grow the head by the labels the rows use and the model lacks (same order on every rank)."""
-    known = set(handler.model.config.label2id)
-    seen = {label for row in rows for label in spec.row_labels(row)}
-    new = [label for label in spec.head_labels(seen) if label not in known]
-    if new:
-        handler.add_labels(new)
 
 
 @dataclass

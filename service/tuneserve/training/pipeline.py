@@ -9,8 +9,10 @@ started the runner (the serving layer), so this module knows nothing of Ray Serv
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from transformers import AutoConfig
@@ -23,7 +25,7 @@ from tuneserve.registry.refs import CANDIDATE
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
-from tuneserve.training.data import check_labels, read_jsonl, rows_to_jsonl, seeded_split
+from tuneserve.training.dataset import split
 from tuneserve.training.evaluate import GateDecision, decide, evaluate_both
 from tuneserve.training.loop import STATE_DIR
 from tuneserve.training.trainer import JobFailure, Plan, TrainOutcome, check_resources, train
@@ -64,11 +66,9 @@ def validate(job: JobInfo, ctx: JobContext) -> None:
                 param,
             )
         if info.labels:
-            base = ctx.registry.get_version(job.model, job.base_version)
-            known = AutoConfig.from_pretrained(ctx.store.local_path(base.artifact_uri)).id2label
             try:
-                new = check_labels(
-                    info.labels, list(known.values()), allow_new=config.allow_new_labels, spec=spec
+                new = spec.unknown_labels(
+                    info.labels, _base_labels(job, ctx), config.allow_new_labels
                 )
             except InvalidRequest as error:
                 raise JobFailure("invalid_labels", error.message, param) from error
@@ -103,7 +103,7 @@ def run(job: JobInfo, ctx: JobContext) -> None:
             job.task,
             (ctx.settings.registry, ctx.settings.tasks, ctx.settings.training.torch_threads),
             {"candidate": candidate_uri, "production": production.artifact_uri},
-            plan.validation_rows,
+            plan.validation_uri,
             config.max_sequence_length,
         )
     )
@@ -130,21 +130,41 @@ def run(job: JobInfo, ctx: JobContext) -> None:
     )
 
 
+def _base_labels(job: JobInfo, ctx: JobContext) -> list[str]:
+    base = ctx.registry.get_version(job.model, job.base_version)
+    config = AutoConfig.from_pretrained(ctx.store.local_path(base.artifact_uri))
+    return [config.id2label[i] for i in range(len(config.id2label))]
+
+
 def _plan(job: JobInfo, config: TrainingConfig, ctx: JobContext) -> Plan:
-    """The rows to train and validate on, stored once where every worker can read them."""
-    rows = read_jsonl(ctx.store.read_bytes(ctx.jobs.get_file(job.training_file).uri))
+    """The Arrow files to train and validate on, and the labels the model's head gains.
+
+    An uploaded file is used as it is; without a validation file, the training file is
+    split once (a seeded choice of rows) into two files every worker can read.
+    """
+    training = ctx.jobs.get_file(job.training_file)
+    files = [training] + ([ctx.jobs.get_file(job.validation_file)] if job.validation_file else [])
     if job.validation_file:
-        validation = read_jsonl(ctx.store.read_bytes(ctx.jobs.get_file(job.validation_file).uri))
+        train_uri, validation_uri = training.uri, files[1].uri
     else:
-        rows, validation = seeded_split(rows, config.validation_fraction, config.seed)
+        with tempfile.TemporaryDirectory() as folder:
+            train, validation = Path(folder, "train.arrow"), Path(folder, "validation.arrow")
+            source = ctx.store.local_file(training.uri)
+            split(source, config.validation_fraction, config.seed, train, validation)
+            train_uri = ctx.store.put_file(train, f"jobs/{job.id}/train.arrow")
+            validation_uri = ctx.store.put_file(validation, f"jobs/{job.id}/validation.arrow")
+    new_labels: list[str] = []
+    labels = {label for info in files for label in info.labels}
+    if config.allow_new_labels and labels:
+        known = set(_base_labels(job, ctx))
+        head = ctx.catalog.get(job.task).head_labels(labels)
+        new_labels = [label for label in head if label not in known]
     return Plan(
         config=config,
         base_uri=ctx.registry.get_version(job.model, job.base_version).artifact_uri,
-        train_uri=ctx.store.put_bytes(rows_to_jsonl(rows), f"jobs/{job.id}/train.jsonl"),
-        validation_uri=ctx.store.put_bytes(
-            rows_to_jsonl(validation), f"jobs/{job.id}/validation.jsonl"
-        ),
-        validation_rows=validation,
+        train_uri=train_uri,
+        validation_uri=validation_uri,
+        new_labels=new_labels,
     )
 
 

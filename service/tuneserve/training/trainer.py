@@ -24,9 +24,9 @@ class Plan:
 
     config: TrainingConfig
     base_uri: str
-    train_uri: str
+    train_uri: str  # Arrow files of rows
     validation_uri: str
-    validation_rows: list[dict]
+    new_labels: list[str]  # labels the head gains before training (allow_new_labels)
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
         "base_uri": plan.base_uri,
         "train_uri": plan.train_uri,
         "validation_uri": plan.validation_uri,
+        "new_labels": plan.new_labels,
         # only the sections a worker reads: where the stores are, which tasks exist
         "registry": settings.registry.model_dump(mode="json"),
         "tasks": settings.tasks.model_dump(mode="json"),

@@ -1,0 +1,135 @@
+"""Training rows as Arrow: written once at upload, split without Python rows, and read by
+each Ray Train worker memory-mapped, sharded by rank and tokenized once (cached on disk).
+
+An upload becomes one Arrow IPC stream file (``ArrowRowWriter``), the format Hugging Face
+``datasets`` maps without reading it into memory. A job without a validation file splits
+that table by a seeded choice of rows. Each worker opens its share, and ``datasets.map``
+turns rows into model features in batches, writing them to a cache file named by a
+fingerprint of everything they depend on: a restarted worker, or a second epoch, reads the
+features back instead of tokenizing again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from tuneserve.errors import InvalidRequest
+
+datasets.disable_progress_bars()  # worker logs are JSON lines, not progress bars
+
+
+class ArrowRowWriter:
+    """A parse sink: batches of row dicts appended to one Arrow stream file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._writer: pa.RecordBatchStreamWriter | None = None
+        self._schema: pa.Schema | None = None  # the first batch's: every later one follows it
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        table = pa.Table.from_pylist(rows, schema=self._schema)
+        if self._writer is None:
+            self._schema = table.schema
+            self._writer = pa.ipc.new_stream(str(self.path), table.schema)
+        self._writer.write_table(table)
+
+    def __enter__(self) -> ArrowRowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _table(path: Path) -> pa.Table:
+    """The file's rows, memory-mapped: reading them copies nothing into Python."""
+    return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    with pa.ipc.new_stream(str(path), table.schema) as writer:
+        writer.write_table(table)
+
+
+def held_out_rows(count: int, fraction: float, seed: int) -> np.ndarray:
+    """Indices of the validation rows, sorted; the same seed always picks the same rows.
+
+    Validation gets ``round(fraction * count)`` rows, at least one and never all.
+    """
+    if count < 2:
+        raise InvalidRequest(
+            f"holding out a validation set needs at least 2 training rows; the file has "
+            f"{count}: add rows or upload a validation file",
+            param="training_file",
+        )
+    size = min(count - 1, max(1, round(fraction * count)))
+    return np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
+
+
+def split(source: Path, fraction: float, seed: int, train: Path, validation: Path) -> None:
+    """Write the seeded (train, validation) split of ``source``, each in file order."""
+    table = _table(source)
+    held = held_out_rows(len(table), fraction, seed)
+    keep = np.ones(len(table), dtype=bool)
+    keep[held] = False
+    _write(table.filter(pa.array(keep)), train)
+    _write(table.take(pa.array(held)), validation)
+
+
+def rows_of(path: Path) -> list[dict[str, Any]]:
+    """Every row of a file as a dict (for evaluation sets, small by design)."""
+    return _table(path).to_pylist()
+
+
+def open_rows(path: Path) -> datasets.Dataset:
+    return datasets.Dataset.from_file(str(path))
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+
+
+def shard(rows: datasets.Dataset, rank: int, world: int) -> datasets.Dataset:
+    """This rank's contiguous share; every rank gets as many rows (DDP steps in lockstep)."""
+    per_rank = len(rows) // world
+    return rows.select(range(rank * per_rank, (rank + 1) * per_rank))
+
+
+def tokenized(
+    rows: datasets.Dataset,
+    featurize: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    cache_dir: Path,
+    key: str,
+) -> datasets.Dataset:
+    """``featurize`` over the rows in batches, cached in ``cache_dir`` under ``key``.
+
+    A row may give several features (QA windows) or none; the cache file is reused when
+    the same rows, model and settings come again.
+    """
+
+    def batched(columns: dict[str, list]) -> dict[str, list]:
+        names = list(columns)
+        rows = [
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
+        features = featurize(rows)
+        return {k: [f[k] for f in features] for k in (features[0] if features else {})}
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return rows.map(
+        batched,
+        batched=True,
+        batch_size=1000,
+        remove_columns=rows.column_names,
+        cache_file_name=str(cache_dir / f"{key}.arrow"),
+        new_fingerprint=key,
+        load_from_cache_file=True,
+    )
