@@ -80,7 +80,8 @@ def run_path(path: str, data_file: Path, work: Path) -> dict:
     elif path.startswith("arrow"):
         from tuneserve.tasks.catalog import builtin_catalog
         from tuneserve.training.data import parse_training_file
-        from tuneserve.training.dataset import ArrowRowWriter, open_rows, tokenized
+        from tuneserve.training.dataset import ArrowRowWriter
+        from tuneserve.training.features import open_rows, tokenized
 
         spec = builtin_catalog().get("classification")
         rows_file = work / "rows.arrow"

@@ -66,19 +66,6 @@ class ArtifactStore:
             _put_remote(self._fs, local_dir, target)
         return self.uri_for(key)
 
-    def put_bytes(self, data: bytes, key: str) -> str:
-        """Write one file under ``key`` (write-once, like directories) and return its URI."""
-        target = self._path_of(key)
-        if self._fs.exists(target):
-            raise Conflict(f"artifact key '{key}' already exists; choose a new key", param="key")
-        parent = target.rsplit("/", 1)[0]
-        self._fs.makedirs(parent, exist_ok=True)
-        staging = f"{parent}/.{uuid.uuid4().hex}.partial"
-        with self._fs.open(staging, "wb") as handle:
-            handle.write(data)
-        self._fs.mv(staging, target)
-        return self.uri_for(key)
-
     def put_file(self, local: Path, key: str) -> str:
         """Upload one local file under ``key`` (write-once) and return its URI."""
         target = self._path_of(key)
@@ -107,14 +94,6 @@ class ArtifactStore:
             fs.get_file(path, str(partial))
             os.replace(partial, cached)
         return cached
-
-    def read_bytes(self, uri: str) -> bytes:
-        """The bytes of a file written by ``put_bytes``."""
-        fs, path = url_to_fs(uri)
-        if not fs.exists(path):
-            raise NotFound(f"artifact {uri} not found", param="uri")
-        with fs.open(path, "rb") as handle:
-            return handle.read()
 
     def delete(self, uri: str) -> None:
         """Remove an artifact file or directory (a deleted upload, say); missing is fine."""

@@ -13,7 +13,7 @@ from ray import serve
 from ray.serve import Application
 
 from tuneserve.serving.api import create_api
-from tuneserve.serving.fleet import task_server_name
+from tuneserve.serving.fleet import ServePromoter, task_server_name
 from tuneserve.serving.gateway import Gateway
 from tuneserve.serving.task_server import TaskServer
 from tuneserve.settings import Settings
@@ -30,7 +30,9 @@ def build_app(settings: Settings) -> Application:
         for spec in catalog.select(settings.serving.served_tasks)
     }
     gateway = serve.deployment(serve.ingress(create_api(catalog))(Gateway), name="Gateway")
-    return gateway.options(**settings.serving.gateway.serve_options()).bind(servers, settings)
+    options = settings.serving.gateway.serve_options()
+    # the job runner promotes through this callback: training never imports serving
+    return gateway.options(**options).bind(servers, settings, ServePromoter(settings))
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -13,23 +13,28 @@ from tuneserve.control.models import ModelService
 from tuneserve.errors import Unauthorized
 
 
-def current_gateway() -> Any:
+def _gateway() -> Any:
     """The ``Gateway`` instance of this replica (not imported: the gateway imports routes)."""
     return serve.get_replica_context().servable_object
 
 
+async def current_gateway() -> Any:
+    """As a dependency: ``async``, so FastAPI calls it on the event loop, not in a thread."""
+    return _gateway()
+
+
 async def model_service() -> ModelService:
-    return (await current_gateway().services()).models
+    return (await _gateway().services()).models
 
 
 async def fine_tuning_service() -> FineTuningService:
-    return (await current_gateway().services()).fine_tuning
+    return (await _gateway().services()).fine_tuning
 
 
 def require_admin(request: Request) -> None:
     """Admin routes (promote, rollback) need ``Authorization: Bearer <admin_token>`` when
     the ``admin_token`` setting is set."""
-    token = current_gateway().settings.admin_token
+    token = _gateway().settings.admin_token
     if token is None:
         return
     expected = f"Bearer {token.get_secret_value()}"

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
@@ -24,12 +24,15 @@ from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
 from tuneserve.serving.access_log import note_served, note_texts
 from tuneserve.serving.errors import serve_errors_as_ours
-from tuneserve.serving.fleet import ServeFleet, ServePromoter
+from tuneserve.serving.fleet import ServeFleet
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.spec import Limits, TaskRequest, TaskSpec
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.registry_collector import collector_registry
+
+if TYPE_CHECKING:  # the type only: importing the pipeline would load Ray Train here
+    from tuneserve.training.pipeline import Promoter
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,10 @@ class Services:
 
 
 class Gateway:
-    def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings):
+    def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings, promote: Promoter):
         configure_logging()
         self.settings = settings
+        self.promote = promote  # handed to the job runner this gateway may start
         self.catalog = TaskCatalog.load(settings.tasks.modules)
         self.servers = servers
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
@@ -77,7 +81,7 @@ class Gateway:
         """The cluster's JobRunner actor, started by whichever gateway needs it first."""
         from tuneserve.training.runner import get_or_start_runner
 
-        return get_or_start_runner(self.settings, ServePromoter(self.settings))
+        return get_or_start_runner(self.settings, self.promote)
 
     @functools.cached_property
     def metrics_registry(self):

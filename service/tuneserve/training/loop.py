@@ -31,7 +31,7 @@ from tuneserve.registry.jobs import JobStore
 from tuneserve.settings import RegistrySettings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
-from tuneserve.training.dataset import fingerprint, open_rows, shard, tokenized
+from tuneserve.training.features import fingerprint, open_rows, shard, tokenized
 from tuneserve.training.fit import make_optimizer, make_schedule, train_step
 
 logger = logging.getLogger("tuneserve.training")

@@ -21,7 +21,7 @@ from tuneserve.api.fine_tuning import Promotion
 from tuneserve.errors import Conflict, InvalidRequest
 from tuneserve.registry import ArtifactStore, Registry, weights_sha256
 from tuneserve.registry.jobs import JobInfo, JobStore
-from tuneserve.registry.refs import CANDIDATE
+from tuneserve.registry.refs import CANDIDATE, ModelRef
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
@@ -126,7 +126,7 @@ def run(job: JobInfo, ctx: JobContext) -> None:
         ("evaluating",),
         "succeeded",
         result=result,
-        fine_tuned_model=f"{job.model}@{version}",
+        fine_tuned_model=str(ModelRef(job.model, version=version)),
     )
 
 

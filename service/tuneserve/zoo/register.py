@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneserve.registry import ArtifactStore, Registry, weights_sha256
+from tuneserve.registry.refs import PRODUCTION
 from tuneserve.settings import Settings
 from tuneserve.zoo.build import BuildReport
 from tuneserve.zoo.recipes import RECIPES
@@ -48,5 +49,5 @@ def register_starter_model(
         metrics=report.metrics,
         lineage={"source": "zoo", "profile": report.profile, "fingerprint": report.fingerprint},
     )
-    registry.move_alias(report.name, "production", version.version, None, reason="starter model")
+    registry.move_alias(report.name, PRODUCTION, version.version, None, reason="starter model")
     return Registration(report.name, version.version, "registered")
