@@ -78,7 +78,7 @@ class JobStore:
 
     @staticmethod
     def _file_info(row: FileRow) -> FileInfo:
-        return FileInfo(**{**record_of(FileInfo, row).__dict__, "labels": row.labels["labels"]})
+        return record_of(FileInfo, row, labels=row.labels["labels"])
 
     # --- jobs --------------------------------------------------------------------------
     def create_job(self, **fields: Any) -> JobInfo:
@@ -214,18 +214,7 @@ class JobStore:
             if after is not None:
                 query = query.where(JobEventRow.seq < int(after.removeprefix("ftevent-")))
             rows = session.scalars(query.order_by(JobEventRow.seq.desc()).limit(limit + 1)).all()
-            events = [
-                EventInfo(
-                    id=f"ftevent-{r.seq}",
-                    job_id=r.job_id,
-                    level=r.level,
-                    type=r.type,
-                    message=r.message,
-                    data=r.data,
-                    created_at=r.created_at,
-                )
-                for r in rows[:limit]
-            ]
+            events = [record_of(EventInfo, r, id=f"ftevent-{r.seq}") for r in rows[:limit]]
             return events, len(rows) > limit
 
     def add_checkpoint(
@@ -241,15 +230,4 @@ class JobStore:
             self._job_row(session, job_id)
             query = select(CheckpointRow).where(CheckpointRow.job_id == job_id)
             rows = session.scalars(query.order_by(CheckpointRow.seq.desc())).all()
-            return [
-                CheckpointInfo(
-                    id=f"ftckpt-{r.seq}",
-                    job_id=r.job_id,
-                    epoch=r.epoch,
-                    step=r.step,
-                    uri=r.uri,
-                    metrics=r.metrics,
-                    created_at=r.created_at,
-                )
-                for r in rows
-            ]
+            return [record_of(CheckpointInfo, r, id=f"ftckpt-{r.seq}") for r in rows]

@@ -141,7 +141,7 @@ class CheckpointInfo:
     created_at: datetime
 
 
-def record_of(cls, row) -> Any:
-    """A record dataclass filled from the row attributes of the same names."""
+def record_of(cls, row, **given: Any) -> Any:
+    """A record dataclass filled from the row attributes of the same names, except ``given``."""
     fields = cls.__dataclass_fields__
-    return cls(**{name: getattr(row, name) for name in fields if hasattr(row, name)})
+    return cls(**{name: getattr(row, name) for name in fields if hasattr(row, name)} | given)

@@ -47,9 +47,6 @@ class TaskCatalog:
     def __iter__(self) -> Iterator[TaskSpec]:
         return iter(self._specs.values())
 
-    def names(self) -> list[str]:
-        return list(self._specs)
-
     def select(self, names: Sequence[str] | None) -> list[TaskSpec]:
         """The specs of ``names`` (every task when None)."""
         return [self.get(name) for name in names] if names is not None else list(self)
