@@ -64,7 +64,9 @@ def _jsonl(rows) -> bytes:
     return "\n".join(json.dumps(r) for r in rows).encode()
 
 
-def through_service(url: str, settings, train, validation, config: TrainingConfig) -> dict:
+def through_service(
+    url: str, settings, train, validation, config: TrainingConfig, use_gpu: bool = False
+) -> dict:
     with httpx.Client(base_url=url, timeout=120) as http:
         files = [
             http.post(
@@ -86,6 +88,7 @@ def through_service(url: str, settings, train, validation, config: TrainingConfi
                     "batch_size": config.batch_size,
                     "learning_rate": config.learning_rate,
                     "seed": config.seed,
+                    "use_gpu": use_gpu,
                 },
                 "promotion": {"auto": False},
             },

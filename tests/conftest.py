@@ -7,10 +7,15 @@ import shutil
 import socket
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import builtin_catalog
@@ -23,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # from an installed package: workers inherit the environment of the cluster started here.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])
+)
+POSTGRES_URL = os.environ.get(
+    "TUNESERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 # Built models survive between runs (a fingerprint says when to rebuild); state does not.
 ZOO_CACHE = ROOT / ".tuneserve" / "test-zoo"
@@ -165,3 +173,95 @@ def json_log_lines(settings: Settings, needle: str, timeout_s: float = 30) -> li
             return found
         time.sleep(0.2)
     raise AssertionError(f"no JSON log line with {needle!r} in {timeout_s} s")
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        pytest.skip(
+            f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable, so the Postgres half "
+            f"is skipped; start it or point TUNESERVE_TEST_POSTGRES_URL at one ({exc.orig})"
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a Postgres schema of its own dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
+        return
+    yield from postgres_schema_url(request.getfixturevalue("postgres_admin"))
+
+
+def postgres_schema_url(admin: Engine) -> Iterator[str]:
+    """A Postgres URL whose search_path is a schema of its own, dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+# --- S3 --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A real S3 API (moto's server, in its own process) with one bucket.
+
+    The standard AWS variables point every client at it: s3fs here, and the Ray nodes the
+    cluster tests start, which inherit this environment.
+    """
+    import subprocess
+    import sys
+
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(endpoint, timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError(f"moto did not start: see {log.name}") from None
+                time.sleep(0.2)
+        bucket = "tuneserve-test"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield {"endpoint": endpoint, "bucket": bucket, "env": env}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "service" / "tuneserve"
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60
+# Alembic revisions are schema data, written once and never edited: one table per statement.
+REVISIONS = PACKAGE / "registry" / "migrations" / "versions"
 
 
 def test_import_linter_contracts_are_kept():
@@ -36,7 +38,7 @@ def test_the_public_contract_loads_no_model_library():
 
 def test_modules_and_functions_stay_within_their_budgets():
     too_long = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(p for p in PACKAGE.rglob("*.py") if not p.is_relative_to(REVISIONS)):
         source = path.read_text()
         name = path.relative_to(PACKAGE)
         if len(source.splitlines()) > MAX_MODULE_LINES:

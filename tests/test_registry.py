@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,54 +13,18 @@ from typing import Any
 
 import fsspec
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 from tuneserve.errors import Conflict, InvalidRequest, NotFound
 from tuneserve.registry import ArtifactStore, Registry, weights_sha256
 from tuneserve.registry.db import VersionRow
 from tuneserve.registry.store import COMPLETE_MARKER
 
-POSTGRES_URL = os.environ.get(
-    "TUNESERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 SHA = "ab" * 32
 THREADS = 8
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine]:
-    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            pass
-    except OperationalError as exc:
-        pytest.skip(
-            f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable, so the Postgres half "
-            f"is skipped; start it or point TUNESERVE_TEST_POSTGRES_URL at one ({exc.orig})"
-        )
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database: a SQLite file, or a Postgres schema of its own dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-        return
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    schema = f"test_registry_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture

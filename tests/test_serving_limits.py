@@ -35,9 +35,10 @@ def limited(service, service_settings, starter_models, tmp_path_factory):
     registry, store = connect(settings.registry)
     register_starter_model(starter_models["sentiment"], settings, registry, store)
     registry.engine.dispose()
+    app = build_app(settings)  # checks the schema: before the lock
     lock = sqlite3.connect(database, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
-    serve.run(build_app(settings), name="limited", route_prefix="/limited", blocking=False)
+    serve.run(app, name="limited", route_prefix="/limited", blocking=False)
     yield {"url": f"{service}/limited", "lock": lock}
     serve.delete("limited")
 
@@ -46,7 +47,11 @@ def test_readyz_is_false_until_production_models_are_loaded(limited):
     with httpx.Client(base_url=limited["url"], timeout=30) as client:
         loading = client.get("/readyz")
         assert loading.status_code == 503
-        assert loading.json() == {"ready": False, "tasks": {"classification": False}}
+        assert loading.json()["ready"] is False
+        assert loading.json()["tasks"] == {"classification": False}
+        assert loading.json()["waiting_for"] == {
+            "classification": ["the production versions of the classification models (loading)"]
+        }
         limited["lock"].rollback()  # the database frees up; the model can load now
         limited["lock"].close()
         deadline = time.monotonic() + 60
@@ -72,3 +77,43 @@ def test_overload_is_a_503_with_retry_after_never_a_500(limited):
         assert response.headers.get("Retry-After") == "1", (response.headers, response.text)
         assert response.json()["error"]["type"] == "service_unavailable"
     assert statuses.count(200) >= 1
+
+
+@pytest.fixture(scope="module")
+def empty(service, service_settings, tmp_path_factory):
+    """App 'empty' at /empty: classification, on a registry that holds no model yet."""
+    settings = service_settings.updated(
+        app_name="empty",
+        registry={"database_url": f"sqlite:///{tmp_path_factory.mktemp('empty') / 'r.db'}"},
+        serving={"served_tasks": ["classification"]},
+    )
+    serve.run(build_app(settings), name="empty", route_prefix="/empty", blocking=False)
+    yield {"url": f"{service}/empty", "settings": settings}
+    serve.delete("empty")
+
+
+def test_a_task_with_no_production_model_is_not_ready_until_one_is_registered(
+    empty, starter_models
+):
+    """A task server that has nothing to serve says so (it used to report ready); it looks
+    again at each probe, so models registered later are loaded without a restart."""
+    with httpx.Client(base_url=empty["url"], timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while "(loading)" in str(client.get("/readyz").json().get("waiting_for")):
+            assert time.monotonic() < deadline, "start-up never finished"
+            time.sleep(0.1)
+        waiting = client.get("/readyz")
+        assert waiting.status_code == 503
+        assert waiting.json()["waiting_for"] == {
+            "classification": [
+                "a production version of a classification model (none is registered)"
+            ]
+        }
+        registry, store = connect(empty["settings"].registry)
+        register_starter_model(starter_models["sentiment"], empty["settings"], registry, store)
+        registry.engine.dispose()
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline + 60, client.get("/readyz").text
+            time.sleep(0.2)
+        answer = client.post("/v1/classify", json={"inputs": "Great."})
+        assert answer.status_code == 200 and answer.json()["model"] == "sentiment"

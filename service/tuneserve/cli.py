@@ -9,11 +9,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tuneserve.k8s_render import k8s_app
 from tuneserve.settings import Settings, ZooProfile
 
 app = typer.Typer(help="Model serving with online fine-tuning on Ray.", no_args_is_help=True)
 models_app = typer.Typer(help="Starter models and the model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(help="The registry database's schema (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(k8s_app, name="k8s")
 console = Console()
 
 
@@ -90,6 +94,36 @@ def models_list() -> None:
         aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(model.name).items()))
         table.add_row(model.name, model.task, versions, aliases)
     console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the registry database (TUNESERVE_REGISTRY__DATABASE_URL) to this release."""
+    from tuneserve.registry import schema
+    from tuneserve.registry.db import make_engine
+
+    engine = make_engine(_settings(None).registry.database_url, migrate=False, check=False)
+    before, after = schema.upgrade(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        console.print(f"{where} is at revision {after} already")
+    else:
+        console.print(f"{where} upgraded: revision {before or 'none'} → {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The database's schema revision and the one this release needs (exit 1 if behind)."""
+    from tuneserve.registry import schema
+    from tuneserve.registry.db import make_engine
+
+    engine = make_engine(_settings(None).registry.database_url, migrate=False, check=False)
+    with engine.connect() as connection:
+        current = schema.current_revision(connection)
+    head = schema.head_revision()
+    console.print(f"database: {current or 'none'}   this release: {head}")
+    if current != head:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -67,6 +67,13 @@ class Conflict(TuneserveError):
     type = "conflict_error"
 
 
+class Misconfigured(TuneserveError):
+    """The deployment's settings cannot work where it runs; the message says what to set."""
+
+    status_code = 500
+    type = "configuration_error"
+
+
 class PayloadTooLarge(TuneserveError):
     status_code = 413
     type = "payload_too_large"

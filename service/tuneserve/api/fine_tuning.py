@@ -56,7 +56,9 @@ class Hyperparameters(BaseModel):
     seed: int | None = None
     max_sequence_length: int | None = Field(default=None, gt=8)
     num_workers: int = Field(default=1, ge=1, description="Ray Train workers (DDP).")
-    use_gpu: bool = False
+    use_gpu: bool | None = Field(
+        default=None, description="One GPU per worker; default: the deployment's setting."
+    )
     allow_new_labels: bool = Field(
         default=False,
         description="Add labels (NER: entity types) the base model lacks to "

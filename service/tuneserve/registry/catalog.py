@@ -48,8 +48,8 @@ class Registry:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str) -> Registry:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, migrate: bool = True) -> Registry:
+        return cls(make_engine(url, migrate=migrate))
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:

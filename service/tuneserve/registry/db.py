@@ -21,15 +21,13 @@ from sqlalchemy import (
     create_engine,
     event,
     make_url,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
 from tuneserve.errors import Conflict
+from tuneserve.registry import schema
 
 SQLITE_BUSY_TIMEOUT_S = 30
-# Serializes create_all across processes (replicas starting together on a fresh Postgres).
-_SCHEMA_LOCK_KEY = 0x7475_6E65  # "tune"
 
 
 def utcnow() -> datetime:
@@ -208,16 +206,21 @@ def _refuse_version_update(mapper: Mapper[Any], connection: Any, target: Version
     )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (SQLite file or ``postgresql+psycopg://``) with the schema created."""
+def make_engine(url: str, *, migrate: bool = True, check: bool = True) -> Engine:
+    """An engine for ``url`` (SQLite file or ``postgresql+psycopg://``) at this release's schema.
+
+    ``migrate`` upgrades the schema first; without it a database that is behind is refused
+    (``schema.SchemaOutOfDate``), never read with the wrong columns. ``check=False`` is for
+    the migration commands only, which look at the schema themselves.
+    """
     if make_url(url).get_backend_name() == "sqlite":
         engine = _sqlite_engine(url)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-        Base.metadata.create_all(conn)
+    if migrate:
+        schema.upgrade(engine)
+    elif check:
+        schema.check(engine)
     return engine
 
 

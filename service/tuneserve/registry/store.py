@@ -200,12 +200,19 @@ def _put_remote(fs: AbstractFileSystem, local_dir: Path, target: str) -> None:
 
 
 def _download(fs: AbstractFileSystem, path: str, dest: Path) -> None:
+    """Copy the tree under ``path`` into ``dest``, leaving out the completion marker and the
+    empty "directory" objects some writers (Ray Train's pyarrow) put on S3."""
     prefix = path.rstrip("/") + "/"
-    for remote in fs.find(path):
-        relative = remote[len(prefix) :]
-        if relative == COMPLETE_MARKER:
+    found = [remote[len(prefix) :].rstrip("/") for remote in fs.find(path) if remote != path]
+    folders = {
+        relative.rsplit("/", depth)[0]
+        for relative in found
+        for depth in range(1, relative.count("/") + 1)
+    }
+    for relative in found:
+        if not relative or relative == COMPLETE_MARKER or relative in folders:
             continue
         local = dest / relative
         local.parent.mkdir(parents=True, exist_ok=True)
-        fs.get_file(remote, str(local))
+        fs.get_file(prefix + relative, str(local))
     dest.mkdir(parents=True, exist_ok=True)  # an artifact may be an empty directory

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import ray
 from ray import serve
 from ray.serve import Application
 
+from tuneserve.registry import ensure_schema, refuse_node_local
 from tuneserve.serving.api import create_api
 from tuneserve.serving.fleet import ServePromoter, task_server_name
 from tuneserve.serving.gateway import Gateway
@@ -22,6 +24,9 @@ from tuneserve.tasks.catalog import TaskCatalog
 
 def build_app(settings: Settings) -> Application:
     """The gateway bound to one TaskServer deployment per served task."""
+    if ray.is_initialized():  # `serve run`/`serve deploy` build on the cluster itself
+        refuse_node_local(settings.registry, ray.nodes())
+    ensure_schema(settings.registry)
     catalog = TaskCatalog.load(settings.tasks.modules)
     servers = {
         spec.name: serve.deployment(TaskServer, name=task_server_name(spec.name))

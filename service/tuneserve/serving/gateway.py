@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import ray
 from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
@@ -30,6 +31,7 @@ from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.spec import Limits, TaskRequest, TaskSpec
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.registry_collector import collector_registry
+from tuneserve.training.identity import RUNNER_NAME
 
 if TYPE_CHECKING:  # the type only: importing the pipeline would load Ray Train here
     from tuneserve.training.pipeline import Promoter
@@ -76,12 +78,34 @@ class Gateway:
             await asyncio.to_thread(lambda: self._services)
         return self._services
 
-    @functools.cached_property
+    @property
     def runner(self):
-        """The cluster's JobRunner actor, started by whichever gateway needs it first."""
+        """The cluster's JobRunner actor with this deployment's settings, started (or
+        replaced, after a redeploy that changed them) by whichever gateway needs it first."""
         from tuneserve.training.runner import get_or_start_runner
 
         return get_or_start_runner(self.settings, self.promote)
+
+    async def runner_state(self) -> dict:
+        """The job runner's settings fingerprint and jobs; a stale runner is replaced here
+        when idle (readiness probes call this, so a redeploy's new settings reach it)."""
+        wanted = self.settings.fingerprint()
+
+        def look() -> dict:
+            try:
+                actor = ray.get_actor(RUNNER_NAME, namespace=self.settings.app_name)
+            except ValueError:
+                return {"state": "not started; the first fine-tuning job starts it"}
+            state = ray.get(actor.state.remote(), timeout=10)
+            if state["settings_fingerprint"] != wanted:
+                state = ray.get(self.runner.state.remote(), timeout=10)
+            return state
+
+        try:
+            state = await asyncio.to_thread(look)
+        except Exception as error:  # training is down: say so; serving is still ready
+            state = {"error": f"{type(error).__name__}: {error}"}
+        return state | {"wanted_fingerprint": wanted}
 
     @functools.cached_property
     def metrics_registry(self):
@@ -120,15 +144,14 @@ class Gateway:
         server = self.servers[target.task].options(stream=True)
         return server.chat.remote(target.name, target.version, item)
 
-    async def readiness(self) -> dict[str, bool]:
-        """Per task: is every replica's production version loaded and warm?"""
+    async def readiness(self) -> dict[str, list[str]]:
+        """Per task, what its replicas still wait for; an empty list means ready."""
         results = await asyncio.gather(
             *(handle.broadcast("ready").results_async() for handle in self.servers.values()),
             return_exceptions=True,
         )
         return {
-            task: isinstance(result, list) and bool(result) and all(result)
-            for task, result in zip(self.servers, results, strict=True)
+            task: _waiting_for(result) for task, result in zip(self.servers, results, strict=True)
         }
 
     def check_texts(self, texts: list[str], param: str = "inputs") -> None:
@@ -147,3 +170,12 @@ class Gateway:
                 )
         if self.settings.telemetry.log_request_text:  # only texts within limits are logged
             note_texts(texts)
+
+
+def _waiting_for(replies: list[dict] | BaseException) -> list[str]:
+    """What a task's replicas wait for, from their ``ready`` replies (or the failure to ask)."""
+    if isinstance(replies, BaseException):
+        return [f"no replica answered: {type(replies).__name__}: {replies}"]
+    if not replies:
+        return ["a replica (none is running)"]
+    return sorted({item for reply in replies for item in reply["waiting_for"]})

@@ -46,7 +46,10 @@ def deploy(settings: Settings) -> str:
     # so nobody sees a stale "running" job once the API answers
     runner = get_or_start_runner(settings, ServePromoter(settings))
     ray.get(runner.running.remote())
-    serve.start(http_options={"host": settings.serving.host, "port": settings.serving.port})
+    serve.start(
+        proxy_location=settings.serving.proxy_location,
+        http_options={"host": settings.serving.host, "port": settings.serving.port},
+    )
     serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
     return f"http://{settings.serving.host}:{settings.serving.port}"
 

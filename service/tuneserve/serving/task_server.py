@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import ray
 import torch
 from ray import serve
 
 from tuneserve.errors import NotFound
 from tuneserve.logs import configure_logging
-from tuneserve.registry import connect
+from tuneserve.registry import connect, refuse_node_local
 from tuneserve.serving.batcher import Batcher
 from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.resident import Key, Resident, ResidentModels
@@ -37,6 +38,7 @@ class TaskServer:
 
     def __init__(self, task: str, settings: TaskServerSettings):
         configure_logging()
+        refuse_node_local(settings.registry, ray.nodes())
         torch.set_num_threads(settings.serving.torch_threads)
         self.task = task
         self.settings = settings
@@ -55,6 +57,8 @@ class TaskServer:
         # reports ready (``ready``) only when its production versions are loaded and warm
         loop = asyncio.get_running_loop()
         self._connected = loop.create_task(asyncio.to_thread(connect, settings.registry))
+        self._production: dict[str, int] = {}  # model name → production version
+        self._failed: dict[Key, str] = {}  # versions that could not load, and why
         self._startup = loop.create_task(self._load_production())
         if self.recorder.enabled:
             self._gauges = loop.create_task(self._refresh_gauges())
@@ -70,7 +74,10 @@ class TaskServer:
 
     # --- loading -----------------------------------------------------------------------
     async def _load_production(self) -> None:
-        """Load and pin the production version of every model of this task."""
+        """Pin and load the production version of every model of this task.
+
+        A version that fails to load is recorded (``ready`` names it) and the others load.
+        """
         registry, _ = await self._connected
         models = await asyncio.to_thread(registry.list_models)
         for model in (m for m in models if m.task == self.task):
@@ -78,9 +85,14 @@ class TaskServer:
                 version = await asyncio.to_thread(registry.resolve, model.name, None)
             except NotFound:
                 continue  # a model with no production version yet
-            key = (model.name, version.version)
+            self._production[model.name] = version.version
+        for key in self._production.items():
             self.models.pinned.add(key)
-            await self.models.get(key)
+            try:
+                await self.models.get(key)
+            except Exception as error:
+                logger.exception("could not load %s@%s", *key)
+                self._failed[key] = f"{type(error).__name__}: {error}"
 
     async def _load(self, key: Key) -> Resident:
         name, number = key
@@ -187,11 +199,33 @@ class TaskServer:
         """Keep exactly ``versions`` of ``name`` pinned (production and the previous one)."""
         self.models.pinned = {k for k in self.models.pinned if k[0] != name}
         self.models.pinned |= {(name, v) for v in versions}
+        self._production[name] = versions[0]
         return sorted(versions)
 
-    async def ready(self) -> bool:
-        """True once every production version known at start-up is loaded and warm."""
-        return self._startup.done() and self._startup.exception() is None
+    async def ready(self) -> dict:
+        """Whether this replica serves its task, and if not, what it waits for.
+
+        Ready means: at least one model of the task has a production version, and every
+        production version is loaded and warm here. A replica that found none looks again
+        at each call, so models registered later (``tuneserve models build``) are picked up.
+        """
+        waiting = self._waiting_for()
+        return {"ready": not waiting, "waiting_for": waiting}
+
+    def _waiting_for(self) -> list[str]:
+        if not self._startup.done():
+            return [f"the production versions of the {self.task} models (loading)"]
+        if (error := self._startup.exception()) is not None:
+            return [f"start-up failed: {error}"]
+        if not self._production:
+            self._startup = asyncio.get_running_loop().create_task(self._load_production())
+            return [f"a production version of a {self.task} model (none is registered)"]
+        loaded = {resident.key for resident in self.models.loaded()}
+        return [
+            f"{name}@{version} ({self._failed.get((name, version), 'loading')})"
+            for name, version in sorted(self._production.items())
+            if (name, version) not in loaded
+        ]
 
     async def info(self) -> dict:
         """Replica id, resident versions and recent batch shapes (tests, debugging)."""
@@ -205,6 +239,7 @@ class TaskServer:
                 chat[label] = vars(runtime.stats)
         return {
             "replica_id": context.replica_id.unique_id,
+            "node_id": ray.get_runtime_context().get_node_id(),
             "resident": ["{}@{}".format(*resident.key) for resident in self.models.loaded()],
             "batches": batches,
             "chat": chat,

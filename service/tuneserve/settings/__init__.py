@@ -7,6 +7,8 @@ down; no module reads the environment on its own.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,12 @@ class Settings(BaseSettings):
             limits=self.limits,
             telemetry=self.telemetry,
         )
+
+    def fingerprint(self) -> str:
+        """A short hash of every setting but the admin token: equal settings, equal prints.
+
+        A long-lived part started with other settings (the job runner, after a redeploy)
+        compares prints to know it is out of date.
+        """
+        values = self.model_dump(mode="json", exclude={"admin_token"})
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

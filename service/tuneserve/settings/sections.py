@@ -37,6 +37,12 @@ class RegistrySettings(Section):
     artifact_cache_dir: Path | None = Field(
         default=None, description="Local copies of remote artifacts; default: data_dir/cache."
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Upgrade the database schema to this release's when the service starts. "
+        "Off (production): run `tuneserve db upgrade` first; a service that finds the "
+        "schema behind refuses to start.",
+    )
 
 
 class TaskSettings(Section):
@@ -85,6 +91,11 @@ class ServingSettings(Section):
 
     host: str = Field(default="127.0.0.1", description="Address the HTTP proxy binds.")
     port: int = Field(default=8000, gt=0, description="Port of the HTTP proxy.")
+    proxy_location: Literal["HeadOnly", "EveryNode"] = Field(
+        default="HeadOnly",
+        description="Where `tuneserve run` starts HTTP proxies: one machine has one port "
+        "8000, so the head only; a Serve config YAML sets its own (EveryNode in Kubernetes).",
+    )
     served_tasks: list[str] | None = Field(
         default=None, description="Tasks to serve (one TaskServer each); default: all."
     )
@@ -142,6 +153,15 @@ class TrainingSettings(Section):
     default_batch_size: int = Field(default=16, ge=1, description="batch_size='auto'.")
     cpus_per_worker: float = Field(
         default=1.0, gt=0, description="Logical CPUs each Ray Train worker reserves."
+    )
+    use_gpu: bool = Field(
+        default=False,
+        description="Train on one GPU per worker (mixed precision) when a job does not say.",
+    )
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each training worker reserves: places the workers "
+        'on the nodes that advertise them, e.g. {"trainer": 1}.',
     )
     torch_threads: int = Field(default=1, ge=1, description="torch threads per worker.")
     max_failures: int = Field(

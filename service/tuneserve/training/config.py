@@ -58,7 +58,7 @@ class TrainingConfig(BaseModel):
             seed=hyper.seed if hyper.seed is not None else 0,
             max_sequence_length=hyper.max_sequence_length or settings.limits.max_sequence_length,
             num_workers=hyper.num_workers,
-            use_gpu=hyper.use_gpu,
+            use_gpu=settings.training.use_gpu if hyper.use_gpu is None else hyper.use_gpu,
             cpus_per_worker=settings.training.cpus_per_worker,
             torch_threads=settings.training.torch_threads,
             allow_new_labels=hyper.allow_new_labels,

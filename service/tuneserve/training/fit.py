@@ -52,8 +52,14 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig, tota
 
 
 def train_step(model, batch: dict, optimizer, schedule, max_grad_norm: float) -> torch.Tensor:
-    """One optimisation step on one batch; the loss (detached). Shared by every loop."""
-    loss = model(**batch).loss
+    """One optimisation step on one batch; the loss (detached). Shared by every loop.
+
+    On a GPU the forward pass runs under bfloat16 autocast (mixed precision: weights and
+    optimizer state stay float32, and bfloat16 needs no loss scaling).
+    """
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = model(**batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()

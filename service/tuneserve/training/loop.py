@@ -190,7 +190,9 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
             jobs,
             job_id,
             f"workers ready: {total} training examples loaded" + (f"; {start}" if start else ""),
-            {"resumed_at_step": progress.step} if resumed else None,
+            # where rank 0 trains: on a cluster, the node (and so the pod) to look at
+            {"node_id": ray.get_runtime_context().get_node_id()}
+            | ({"resumed_at_step": progress.step} if resumed else {}),
         )
     run = _Run(config, jobs, job_id, rank, handler, model, optimizer, schedule, total_steps)
     for epoch in range(progress.epoch + 1, config.n_epochs + 1):

@@ -4,28 +4,31 @@ validating_files → queued → running (Ray Train) → evaluating (candidate vs
 → registered as a new version → gated → promoted (or not, with the reason).
 
 Its state is the database: a restarted runner marks jobs that were mid-flight as failed,
-and picks up queued ones where they are.
+and picks up queued ones where they are. A redeploy that changes the settings replaces it
+(``get_or_start_runner``), never in the middle of a job.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuneserve.errors import TuneserveError
 from tuneserve.logs import configure_logging
-from tuneserve.registry import connect
+from tuneserve.registry import connect, refuse_node_local
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training import pipeline
+from tuneserve.training.identity import RUNNER_NAME
 from tuneserve.training.pipeline import JobContext, Promoter
 from tuneserve.training.trainer import JobFailure
 
-RUNNER_NAME = "tuneserve-job-runner"
 logger = logging.getLogger("tuneserve.runner")
 
 
@@ -37,7 +40,10 @@ class _Slot:
 class JobRunner:
     def __init__(self, settings: Settings, promote: Promoter):
         configure_logging()
+        refuse_node_local(settings.registry, ray.nodes())
         self.settings = settings
+        self.fingerprint = settings.fingerprint()
+        self._retiring = False
         registry, store = connect(settings.registry)
         self.jobs = JobStore(registry.engine)
         catalog = TaskCatalog.load(settings.tasks.modules)
@@ -60,6 +66,20 @@ class JobRunner:
     def running(self) -> list[str]:
         return [slot.job_id for slot in self._slots if slot.job_id]
 
+    def state(self) -> dict:
+        """The settings it runs with (as a fingerprint), its running jobs, whether retiring."""
+        return {
+            "settings_fingerprint": self.fingerprint,
+            "running": self.running(),
+            "retiring": self._retiring,
+        }
+
+    def retire(self) -> list[str]:
+        """Take no new job (newer settings are waiting to replace this runner); the jobs
+        still running are returned, and finish here."""
+        self._retiring = True
+        return self.running()
+
     def _work(self, slot: _Slot) -> None:
         while True:
             job = self._claim()
@@ -75,6 +95,8 @@ class JobRunner:
 
     def _claim(self) -> JobInfo | None:
         """Validate the oldest new job, or start the oldest queued one (compare-and-set)."""
+        if self._retiring:
+            return None
         job = self.jobs.next_job(("validating_files",))
         if job is not None:
             self._validate(job)  # then straight on: it may be the next queued job
@@ -118,10 +140,27 @@ class JobRunner:
 
 
 def get_or_start_runner(settings: Settings, promote: Promoter):
-    """The cluster's one JobRunner (detached, restarted by Ray if it dies).
+    """The cluster's one JobRunner (detached, restarted by Ray if it dies), with ``settings``.
 
+    A runner started with other settings (a redeploy changed them) is replaced: at once when
+    it is idle; when it is training, it takes no new job, finishes its own, and the first
+    call after that replaces it (the gateway calls on every job created and every /readyz).
     ``promote`` is how a job's gate moves production: the serving layer's callback.
     """
+    try:
+        current = ray.get_actor(RUNNER_NAME, namespace=settings.app_name)
+    except ValueError:
+        current = None
+    if current is not None:
+        if ray.get(current.state.remote())["settings_fingerprint"] == settings.fingerprint():
+            return current
+        still_running = ray.get(current.retire.remote())
+        if still_running:
+            logger.info("job runner settings changed; replacing it after %s", still_running)
+            return current
+        logger.info("job runner settings changed; replacing the idle runner")
+        ray.kill(current, no_restart=True)
+        _wait_until_gone(settings.app_name)
     actor = ray.remote(JobRunner).options(
         name=RUNNER_NAME,
         namespace=settings.app_name,
@@ -130,5 +169,22 @@ def get_or_start_runner(settings: Settings, promote: Promoter):
         num_cpus=0,
         max_restarts=-1,
         max_concurrency=4,
+        # beside its caller (the gateway, on the head node in Kubernetes), not on a worker
+        # node the autoscaler may remove mid-job
+        scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True
+        ),
     )
     return actor.remote(settings, promote)
+
+
+def _wait_until_gone(namespace: str, timeout_s: float = 30) -> None:
+    """Until the killed runner's name is free: Ray releases it once the actor is dead."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(RUNNER_NAME, namespace=namespace)
+        except ValueError:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the old job runner did not stop within {timeout_s:g} s")

@@ -44,11 +44,19 @@ class JobFailure(Exception):
         self.code, self.message, self.param = code, message, param
 
 
-def check_resources(config: TrainingConfig) -> None:
+def check_resources(config: TrainingConfig, worker_resources: dict[str, float]) -> None:
     """Fail fast on what the cluster cannot give: Ray Train would otherwise wait forever."""
     cpus = config.num_workers * config.cpus_per_worker
     gpus = config.num_workers if config.use_gpu else 0
     total, free = ray.cluster_resources(), ray.available_resources()
+    for name, amount in worker_resources.items():
+        if config.num_workers * amount > total.get(name, 0):
+            raise JobFailure(
+                "resource_unavailable",
+                f"training workers need {config.num_workers * amount:g} of resource '{name}' "
+                f"(training.worker_resources); the cluster has {total.get(name, 0):g}",
+                "hyperparameters.num_workers",
+            )
     if gpus > total.get("GPU", 0):
         raise JobFailure(
             "resource_unavailable",
@@ -91,7 +99,11 @@ def _fit(trainer: TorchTrainer, start_timeout_s: float) -> dict[str, Any]:
 
 def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
     config = plan.config
-    resources = {"CPU": config.cpus_per_worker} | ({"GPU": 1} if config.use_gpu else {})
+    resources = (
+        {"CPU": config.cpus_per_worker}
+        | ({"GPU": 1} if config.use_gpu else {})
+        | settings.training.worker_resources
+    )
     worker_context = {
         "job_id": job.id,
         "task": job.task,

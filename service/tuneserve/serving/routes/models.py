@@ -22,10 +22,20 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(gateway: GatewayDep) -> JSONResponse:
-    """Readiness: every task server has its production versions loaded (503 until then)."""
-    tasks = await gateway.readiness()
-    ready = all(tasks.values())
-    return JSONResponse({"ready": ready, "tasks": tasks}, status_code=200 if ready else 503)
+    """Readiness: every task server has its production versions loaded (503 until then).
+
+    ``waiting_for`` names, per task, what is missing; ``job_runner`` is the training side's
+    state (it does not decide readiness: serving does not wait for training).
+    """
+    waiting = await gateway.readiness()
+    ready = not any(waiting.values())
+    body = {
+        "ready": ready,
+        "tasks": {task: not missing for task, missing in waiting.items()},
+        "waiting_for": {task: missing for task, missing in waiting.items() if missing},
+        "job_runner": await gateway.runner_state(),
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/v1/models", response_model=ModelList)

@@ -1,0 +1,116 @@
+"""``tuneserve k8s render``: copy each Serve config into the kustomize overlay that ships it.
+
+A RayService carries its Serve config as one YAML string (``spec.serveConfigV2``). The source
+of truth is ``deployments/*.yaml``; kustomize reads no file outside an overlay's folder (and
+refuses symlinks that leave it), so each overlay holds a byte-identical copy that its
+``configMapGenerator`` + ``replacements`` put into ``serveConfigV2``. This module writes those
+copies, and with ``--check`` fails when one is stale, after checking that the source is a
+Serve config whose every application builds a valid ``Settings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from tuneserve.settings import Settings
+
+IMPORT_PATH = "tuneserve.serving.app:app_builder"
+
+# overlay copy → its source, relative to the repository root: the one list of renders
+RENDERS: dict[str, str] = {
+    "k8s/overlays/prod/serve-config.yaml": "deployments/production.yaml",
+    "k8s/overlays/dev/serve-config.yaml": "deployments/dev-cluster.yaml",
+}
+
+k8s_app = typer.Typer(help="Kubernetes manifests (k8s/): render and check.", no_args_is_help=True)
+
+
+@dataclass(frozen=True)
+class Render:
+    """One overlay copy of a Serve config, and whether it matches its source."""
+
+    source: Path
+    target: Path
+    current: bool
+
+
+def load_serve_config(path: Path) -> dict[str, Any]:
+    """Parse a Serve config file, naming the file in the error a reader has to fix."""
+    config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict) or not config.get("applications"):
+        raise ValueError(f"{path}: not a Serve config (no `applications` list)")
+    return config
+
+
+def application_settings(config: dict[str, Any]) -> list[Settings]:
+    """The ``Settings`` each tuneserve application of a Serve config builds.
+
+    The same call the Serve controller makes (``app_builder(args)`` → ``Settings(**args)``),
+    so a misspelt or misplaced field fails here, before a cluster refuses the deployment.
+    """
+    built = []
+    for application in config["applications"]:
+        name = application.get("name", "?")
+        if application.get("import_path") != IMPORT_PATH:
+            raise ValueError(f"application {name!r}: import_path must be {IMPORT_PATH}")
+        built.append(Settings(**(application.get("args") or {})))
+    return built
+
+
+def plan(root: Path) -> list[Render]:
+    """Every overlay copy with its source, each marked current or stale (byte for byte)."""
+    renders = []
+    for target, source in RENDERS.items():
+        source_path, target_path = root / source, root / target
+        current = target_path.is_file() and target_path.read_bytes() == source_path.read_bytes()
+        renders.append(Render(source_path, target_path, current))
+    return renders
+
+
+def render(root: Path, check: bool = False) -> list[Render]:
+    """Validate every source; unless ``check``, rewrite the stale copies. Returns the plan."""
+    renders = plan(root)
+    for item in renders:
+        try:
+            application_settings(load_serve_config(item.source))
+        except ValueError as error:  # pydantic's ValidationError included
+            raise ValueError(f"{item.source}: {error}") from error
+        if not check and not item.current:
+            item.target.write_bytes(item.source.read_bytes())
+    return renders
+
+
+def repository_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding deployments/ and k8s/."""
+    for folder in (start, *start.parents):
+        if (folder / "deployments").is_dir() and (folder / "k8s").is_dir():
+            return folder
+    raise typer.BadParameter(f"no deployments/ and k8s/ at or above {start}; pass --root")
+
+
+@k8s_app.command("render")
+def render_command(
+    check: Annotated[
+        bool, typer.Option(help="Change nothing; exit 1 if a copy differs from its source.")
+    ] = False,
+    root: Annotated[Path | None, typer.Option(help="Repository root (default: found)")] = None,
+) -> None:
+    """Copy deployments/*.yaml into the overlays' serve-config.yaml (kustomize reads those)."""
+    root = root or repository_root(Path.cwd())
+    try:
+        renders = render(root, check=check)
+    except ValueError as error:
+        typer.echo(f"invalid Serve config: {error}", err=True)
+        raise typer.Exit(2) from error
+    stale = [item for item in renders if not item.current]
+    for item in renders:
+        state = "current" if item.current else ("stale" if check else "written")
+        typer.echo(f"{state:8} {item.target.relative_to(root)} ← {item.source.relative_to(root)}")
+    if check and stale:
+        typer.echo("run `tuneserve k8s render` and commit the copies", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Alembic revisions of the registry schema (run by ``tuneserve.registry.schema``)."""

@@ -1,0 +1,55 @@
+"""The detached JobRunner follows the deployment's settings: a redeploy that changes them
+replaces it, at once when idle and only after its running job when busy."""
+
+from __future__ import annotations
+
+import ray
+from test_fine_tuning import create_job, upload, wait_for
+from tuneserve.registry import connect
+from tuneserve.serving.fleet import ServePromoter
+from tuneserve.training.runner import get_or_start_runner
+from tuneserve.zoo.recipes import RECIPES
+
+MODEL = "redeploy-sentiment"
+
+
+def _runner_print(http) -> str:
+    return http.get("/readyz").json()["job_runner"]["settings_fingerprint"]
+
+
+def test_changed_settings_replace_the_runner_but_never_mid_job(
+    ready_service, http, service_settings
+):
+    registry, _ = connect(service_settings.registry)
+    first = registry.get_version("sentiment", 1)
+    registry.create_model(MODEL, "classification", "runner redeploy test")
+    registry.register_version(
+        MODEL, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
+    )
+    registry.move_alias(MODEL, "production", 1, None)
+    registry.engine.dispose()
+    deployed = service_settings.fingerprint()
+    assert _runner_print(http) == deployed  # /readyz states the runner's settings
+
+    # a redeploy with other settings, while the runner trains: it finishes the job first
+    redeployed = service_settings.updated(training={"check_every_steps": 3})
+    rows = RECIPES["sentiment"].data.generate("train", 48, seed=5)
+    job = create_job(
+        http,
+        model=MODEL,
+        training_file=upload(http, rows),
+        hyperparameters={"n_epochs": 2, "batch_size": 4},
+        promotion={"auto": False},
+    )
+    wait_for(http, job["id"], statuses={"running"})
+    busy = get_or_start_runner(redeployed, ServePromoter(redeployed))
+    state = ray.get(busy.state.remote())
+    assert state["settings_fingerprint"] == deployed
+    assert state["retiring"] is True and state["running"] == [job["id"]]
+    assert wait_for(http, job["id"])["status"] == "succeeded"
+
+    # idle now: the next call replaces it with a runner of the new settings
+    replaced = get_or_start_runner(redeployed, ServePromoter(redeployed))
+    assert ray.get(replaced.state.remote())["settings_fingerprint"] == redeployed.fingerprint()
+    # and the deployed gateway, on its next readiness probe, puts its own settings back
+    assert _runner_print(http) == deployed
