@@ -420,9 +420,10 @@ def test_the_groups_hold_the_serve_configs_replicas(overlay):
             need_high = sum(table[name][0].get(resource, 0) * table[name][2] for name in mine)
             assert need_low <= node[resource] * low, (group_name, resource, "min")
             assert need_high <= node[resource] * high, (group_name, resource, "max")
-    if overlay == "prod":  # jobs start only on free GPUs: one beyond chat's minimum
-        chat = settings_of("prod").serving.task_server_options("chat")
-        assert nodes["gpu"]["minReplicas"] >= chat.min_replicas + 1
+    if overlay == "prod":  # training GPUs come from the autoscaler: a job must wait for them
+        training = settings_of("prod").training
+        assert training.wait_for_resources and training.start_timeout_s >= 300
+        assert nodes["gpu"]["maxReplicas"] > nodes["gpu"]["minReplicas"]
 
 
 @needs_kubectl

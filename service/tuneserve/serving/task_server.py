@@ -45,6 +45,8 @@ class TaskServer:
         self.spec = TaskCatalog.load(settings.tasks.modules).get(task)
         self.options = self.spec.options(settings.tasks.options.get(task))
         self.handler_class = self.spec.handler_class()
+        # a replica given a GPU (num_gpus) runs its models there; Ray sets CUDA_VISIBLE_DEVICES
+        self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         # one model thread per replica: batches run one after another, never oversubscribed
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{task}-model")
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
@@ -130,7 +132,10 @@ class TaskServer:
         path = await asyncio.to_thread(store.local_path, version.artifact_uri)
         handler = await self._in_model_thread(
             lambda: self.handler_class.load(
-                path, max_length=self.settings.limits.max_sequence_length, options=self.options
+                path,
+                device=self.device,
+                max_length=self.settings.limits.max_sequence_length,
+                options=self.options,
             )
         )
         example = self.spec.Item(**self.spec.example)

@@ -158,6 +158,11 @@ class TrainingSettings(Section):
         default=False,
         description="Train on one GPU per worker (mixed precision) when a job does not say.",
     )
+    wait_for_resources: bool = Field(
+        default=False,
+        description="On an autoscaling cluster: a job whose workers do not fit now waits up to "
+        "start_timeout_s for the autoscaler to add nodes, instead of failing at once.",
+    )
     worker_resources: dict[str, float] = Field(
         default_factory=dict,
         description="Custom Ray resources each training worker reserves: places the workers "

@@ -81,7 +81,8 @@ def validate(job: JobInfo, ctx: JobContext) -> None:
 def run(job: JobInfo, ctx: JobContext) -> None:
     config = TrainingConfig.model_validate(job.hyperparameters)
     plan = _plan(job, config, ctx)
-    check_resources(config, ctx.settings.training.worker_resources)
+    if not ctx.settings.training.wait_for_resources:
+        check_resources(config, ctx.settings.training.worker_resources)
     ctx.jobs.add_event(
         job.id,
         f"training on {config.num_workers} worker(s): {config.n_epochs} "
