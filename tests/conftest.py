@@ -175,6 +175,34 @@ def json_log_lines(settings: Settings, needle: str, timeout_s: float = 30) -> li
     raise AssertionError(f"no JSON log line with {needle!r} in {timeout_s} s")
 
 
+# --- registry ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A small model directory as the artifact store sees one: weights, config, a subfolder."""
+    src = tmp_path / "model"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "model.safetensors").write_bytes(b"weights" * 1000)
+    (src / "config.json").write_text('{"labels": 2}')
+    (src / "tokenizer" / "vocab.txt").write_text("a\nb\n")
+    return src
+
+
+def production_copy(settings: Settings, source: str, copy: str, task: str) -> str:
+    """Register ``copy``: version 1 = ``source``'s version 1, and production. Tests that
+    train or promote work on a copy, so the starter models stay as the others expect."""
+    registry, _ = connect(settings.registry)
+    first = registry.get_version(source, 1)
+    registry.create_model(copy, task, f"test copy of {source}")
+    registry.register_version(
+        copy, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
+    )
+    registry.move_alias(copy, "production", 1, None)
+    registry.engine.dispose()
+    return copy
+
+
 # --- databases -------------------------------------------------------------------------
 
 

@@ -262,16 +262,6 @@ def test_restart_keeps_everything(clf: Registry, db_url: str) -> None:
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    src = tmp_path / "model"
-    (src / "tokenizer").mkdir(parents=True)
-    (src / "model.safetensors").write_bytes(b"weights" * 1000)
-    (src / "config.json").write_text('{"labels": 2}')
-    (src / "tokenizer" / "vocab.txt").write_text("a\nb\n")
-    return src
-
-
-@pytest.fixture
 def memory_url() -> Iterator[str]:
     root = f"memory://artifacts-{uuid.uuid4().hex}"
     yield root

@@ -4,8 +4,8 @@ replaces it, at once when idle and only after its running job when busy."""
 from __future__ import annotations
 
 import ray
+from conftest import production_copy
 from test_fine_tuning import create_job, upload, wait_for
-from tuneserve.registry import connect
 from tuneserve.serving.fleet import ServePromoter
 from tuneserve.training.runner import get_or_start_runner
 from tuneserve.zoo.recipes import RECIPES
@@ -20,14 +20,7 @@ def _runner_print(http) -> str:
 def test_changed_settings_replace_the_runner_but_never_mid_job(
     ready_service, http, service_settings
 ):
-    registry, _ = connect(service_settings.registry)
-    first = registry.get_version("sentiment", 1)
-    registry.create_model(MODEL, "classification", "runner redeploy test")
-    registry.register_version(
-        MODEL, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
-    )
-    registry.move_alias(MODEL, "production", 1, None)
-    registry.engine.dispose()
+    production_copy(service_settings, "sentiment", MODEL, "classification")
     deployed = service_settings.fingerprint()
     assert _runner_print(http) == deployed  # /readyz states the runner's settings
 

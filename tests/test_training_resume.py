@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tuneserve.registry import connect
+from conftest import production_copy
 from tuneserve.zoo.recipes import RECIPES
 
 MODEL = "resume-sentiment"
@@ -20,15 +20,7 @@ SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of registere
 
 @pytest.fixture(scope="module")
 def model(ready_service, service_settings) -> str:
-    registry, _ = connect(service_settings.registry)
-    first = registry.get_version("sentiment", 1)
-    registry.create_model(MODEL, "classification", "resume test copy")
-    registry.register_version(
-        MODEL, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
-    )
-    registry.move_alias(MODEL, "production", 1, None)
-    registry.engine.dispose()
-    return MODEL
+    return production_copy(service_settings, "sentiment", MODEL, "classification")
 
 
 def events(http: httpx.Client, job_id: str) -> list[dict]:
