@@ -49,7 +49,14 @@ def report(starter_models, zoo_settings, s3_server, postgres_admin, tmp_path_fac
             timeout=SCENARIO_TIMEOUT_S,
             cwd=ROOT,
             # Ray writes the cluster's address file under RAY_TMPDIR: keep it in ours
-            env=os.environ | {"RAY_TMPDIR": str(temp_dir)},
+            env=os.environ
+            | {
+                "RAY_TMPDIR": str(temp_dir),
+                # replicas and handles report load each second (Serve's default: 10 s), so
+                # the autoscaling test waits for the decision, not for the report
+                "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+                "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+            },
         )
         found = json.loads(report_path.read_text()) if report_path.exists() else {}
         print(json.dumps(found, indent=2))

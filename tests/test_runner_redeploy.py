@@ -24,14 +24,15 @@ def test_changed_settings_replace_the_runner_but_never_mid_job(
     deployed = service_settings.fingerprint()
     assert _runner_print(http) == deployed  # /readyz states the runner's settings
 
-    # a redeploy with other settings, while the runner trains: it finishes the job first
+    # a redeploy with other settings while the runner trains (Ray Train takes seconds to
+    # start its worker, so the job is still running when the redeploy comes): it finishes first
     redeployed = service_settings.updated(training={"check_every_steps": 3})
-    rows = RECIPES["sentiment"].data.generate("train", 48, seed=5)
+    rows = RECIPES["sentiment"].data.generate("train", 16, seed=5)
     job = create_job(
         http,
         model=MODEL,
         training_file=upload(http, rows),
-        hyperparameters={"n_epochs": 2, "batch_size": 4},
+        hyperparameters={"n_epochs": 1, "batch_size": 8},
         promotion={"auto": False},
     )
     wait_for(http, job["id"], statuses={"running"})
