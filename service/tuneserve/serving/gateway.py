@@ -103,6 +103,8 @@ class Gateway:
 
         try:
             state = await asyncio.to_thread(look)
+        except ray.exceptions.GetTimeoutError:  # a new runner connecting to the registry
+            state = {"state": "starting: the job runner did not answer within 10 s"}
         except Exception as error:  # training is down: say so; serving is still ready
             state = {"error": f"{type(error).__name__}: {error}"}
         return state | {"wanted_fingerprint": wanted}
