@@ -51,9 +51,12 @@ RUN groupadd --gid 1000 tuneserve \
     && chown -R 1000:1000 /data
 COPY --from=build /opt/tuneserve /opt/tuneserve
 
+# RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH: Serve's HTTP proxy refuses oversized bodies
+# itself, before it queues them for a replica (tuneserve.serving.body_limit)
 ENV PATH=/opt/tuneserve/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    TUNESERVE_DATA_DIR=/data/tuneserve
+    TUNESERVE_DATA_DIR=/data/tuneserve \
+    RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=tuneserve.serving.body_limit:proxy_middlewares
 
 USER 1000:1000
 WORKDIR /home/tuneserve

@@ -64,7 +64,12 @@ async def chat_tokens_per_s(url: str, requests: int, concurrency: int, max_token
 
 
 def redeploy_chat(settings: Settings) -> str:
-    serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
+    serve.run(
+        build_app(settings, bind_host=settings.serving.host),
+        name=settings.app_name,
+        route_prefix="/",
+        blocking=False,
+    )
     url = f"http://{settings.serving.host}:{settings.serving.port}"
     wait_ready(url)
     return url

@@ -96,7 +96,11 @@ def main() -> None:
             app = settings.updated(
                 app_name=f"metrics-{name}", telemetry={"metrics_enabled": enabled}
             )
-            serve.run(build_app(app), name=f"metrics-{name}", route_prefix=f"/{name}")
+            serve.run(
+                build_app(app, bind_host=app.serving.host),
+                name=f"metrics-{name}",
+                route_prefix=f"/{name}",
+            )
         for address in contenders.values():
             wait_ready(address)
             asyncio.run(one_round("warm-up", address, sentences, 4, 40))

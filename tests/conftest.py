@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from tuneserve.registry import connect
+from tuneserve.registry.keys import KeyStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.tasks.handlers.base import TaskHandler
@@ -103,6 +104,7 @@ def service_settings(zoo_settings: Settings, starter_models, tmp_path_factory) -
             "alias_cache_ttl_s": 0.2,
         },
         training={"default_batch_size": 8},
+        auth={"mode": "keys"},  # every API route needs a key, as on a cluster
     )
     registry, store = connect(settings.registry)
     for report in starter_models.values():
@@ -122,7 +124,21 @@ def service_settings(zoo_settings: Settings, starter_models, tmp_path_factory) -
 
 
 @pytest.fixture(scope="session")
-def service(service_settings: Settings):
+def admin_key(service_settings: Settings) -> str:
+    """An admin API key of the session's service (made before it starts: it needs one)."""
+    registry, _ = connect(service_settings.registry)
+    _, key = KeyStore(registry.engine).create("ops", ["admin"], "tests")
+    registry.engine.dispose()
+    return key
+
+
+@pytest.fixture(scope="session")
+def admin_headers(admin_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_key}"}
+
+
+@pytest.fixture(scope="session")
+def service(service_settings: Settings, admin_key: str):
     """The whole application on one Ray cluster for the session; yields its base URL."""
     from tuneserve.serving import local
 
@@ -135,8 +151,9 @@ def service(service_settings: Settings):
 
 
 @pytest.fixture(scope="session")
-def http(service: str):
-    with httpx.Client(base_url=service, timeout=120) as client:
+def http(service: str, admin_headers: dict[str, str]):
+    """A client of the session's service holding the admin key."""
+    with httpx.Client(base_url=service, timeout=120, headers=admin_headers) as client:
         yield client
 
 

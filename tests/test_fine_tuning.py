@@ -78,21 +78,45 @@ def copies(ready_service, service_settings, starter_models) -> dict[str, str]:
     return names
 
 
+def labels_production_gets_wrong(http: httpx.Client, model: str, rows: list[dict]) -> list[dict]:
+    """``rows`` relabelled with the label production does not predict: production scores
+    exactly 0 on them, so any candidate passes a gate of ``min_delta`` 0."""
+    texts = [row["text"] for row in rows]
+    results = http.post("/v1/classify", json={"model": model, "inputs": texts}).json()["results"]
+    other = {"positive": "negative", "negative": "positive"}
+    return [{"text": t, "label": other[r["label"]]} for t, r in zip(texts, results, strict=True)]
+
+
 @pytest.fixture(scope="module")
 def task_jobs(http, copies) -> dict[str, dict]:
-    """One small job per task, all created up front; values are the finished jobs."""
+    """One small job per task, all created up front; values are the finished jobs.
+
+    The classification job promotes itself through the gate (validated on rows production
+    gets all wrong, so the gate passes whatever the candidate scores); the others are
+    promoted by hand once finished: serving the new version is the point.
+    """
     created = {}
     for recipe in RECIPES.values():
         rows = recipe.data.generate("train", 40, seed=21)
-        file_id = upload(http, rows)
+        gate: dict = {"promotion": {"auto": False}}
+        if recipe.task == "classification":
+            heldout = recipe.data.generate("heldout", 16, seed=21)
+            wrong = labels_production_gets_wrong(http, copies[recipe.task], heldout)
+            gate = {"promotion": {"min_delta": 0}, "validation_file": upload(http, wrong)}
         created[recipe.task] = create_job(
             http,
             model=copies[recipe.task],
-            training_file=file_id,
+            training_file=upload(http, rows),
             hyperparameters={"n_epochs": 1, "batch_size": 8, "seed": 3},
-            promotion={"min_delta": -1000},  # promote whatever it scores: serving is the point
+            **gate,
         )
-    return {task: wait_for(http, job["id"]) for task, job in created.items()}
+    finished = {task: wait_for(http, job["id"]) for task, job in created.items()}
+    for task, job in finished.items():
+        if task != "classification" and job["status"] == "succeeded":
+            version = job["result"]["candidate_version"]
+            promoted = http.post(f"/v1/models/{copies[task]}/promote", json={"version": version})
+            assert promoted.status_code == 200, promoted.text
+    return finished
 
 
 @pytest.mark.parametrize("task", list(ROUTES))
@@ -101,7 +125,8 @@ def test_each_task_fine_tunes_and_serves_the_new_version(http, task_jobs, copies
     assert job["status"] == "succeeded", job["error"]
     name = copies[task]
     assert job["fine_tuned_model"] == f"{name}@2" and job["task"] == task
-    assert job["result"]["promoted"] is True and job["result"]["candidate_version"] == 2
+    assert job["result"]["candidate_version"] == 2
+    assert job["result"]["promoted"] is (task == "classification")
     assert job["trained_tokens"] > 0 and job["trained_examples"] > 0
     route, body = ROUTES[task]
     served = http.post(route, json={**body, "model": name}).json()
@@ -113,7 +138,8 @@ def test_each_task_fine_tunes_and_serves_the_new_version(http, task_jobs, copies
     events = http.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()
     messages = [event["message"] for event in events["data"]]
     assert any(m.startswith("epoch 1 done") for m in messages)
-    assert any(m.startswith("promoted") for m in messages)
+    gate = "promoted" if task == "classification" else "not promoted"
+    assert any(m.startswith(f"{gate}: ") for m in messages), messages
     checkpoints = http.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"]
     assert checkpoints and checkpoints[0]["metrics"]["epoch"] == 1
 
@@ -292,10 +318,10 @@ def test_job_requests_are_validated(http, copies):
     assert job["status"] == "failed" and job["error"]["code"] == "invalid_file"
 
 
-def test_openai_sdk_drives_files_and_jobs(ready_service, copies, task_jobs):
+def test_openai_sdk_drives_files_and_jobs(ready_service, http, admin_key, copies, task_jobs):
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{ready_service}/v1", api_key="unused")
+    client = OpenAI(base_url=f"{ready_service}/v1", api_key=admin_key)
     rows = jsonl(RECIPES["sentiment"].data.generate("train", 24, seed=9))
     uploaded = client.files.create(file=("sdk.jsonl", rows), purpose="fine-tune")
     assert uploaded.id.startswith("file-") and uploaded.bytes == len(rows)
@@ -314,7 +340,7 @@ def test_openai_sdk_drives_files_and_jobs(ready_service, copies, task_jobs):
     assert job.id in listed and len(listed) == len(set(listed)) > 2
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status in {"cancelled", "running", "queued", "validating_files"}
-    wait_for(httpx.Client(base_url=ready_service, timeout=60), job.id)
+    wait_for(http, job.id)
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=2))
     assert any("cancel" in event.message for event in events)
@@ -330,15 +356,15 @@ def _replica_ids(task: str) -> set[str]:
 class Load:
     """Continuous concurrent requests to one model, recording every answer."""
 
-    def __init__(self, url: str, model: str, threads: int = 6):
+    def __init__(self, url: str, model: str, headers: dict[str, str], threads: int = 6):
         import threading
 
-        self.url, self.model, self.answers = url, model, []
+        self.url, self.model, self.headers, self.answers = url, model, headers, []
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
+        with httpx.Client(base_url=self.url, timeout=60, headers=self.headers) as client:
             for _ in range(10_000):  # bounded; stopped long before
                 if self.stop.is_set():
                     return
@@ -377,7 +403,7 @@ def test_hot_swap_under_load_drops_nothing_and_keeps_replicas(
     new = 1 if old != 1 else 2
     replicas = _replica_ids("classification")
     assert len(replicas) == 2
-    with Load(ready_service, name) as load:
+    with Load(ready_service, name, dict(http.headers)) as load:
         load.wait_for_version(old, after=0)
         started = time.monotonic()
         swap = http.post(f"/v1/models/{name}/promote", json={"version": new})

@@ -666,3 +666,11 @@ def test_every_tuneserve_command_in_the_manifests_exists():
             for word in command[1:]:
                 assert word in getattr(node, "commands", {}), f"{where}: {' '.join(command)}"
                 node = node.commands[word]
+
+
+def test_the_image_guards_serves_proxy_against_oversized_bodies():
+    """Every Ray process of the image starts with the proxy's body guard named."""
+    from tuneserve.serving.body_limit import PROXY_CALLBACK
+
+    env = " ".join(i["value"] for i in final_stage() if i["instruction"] == "ENV")
+    assert f"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH={PROXY_CALLBACK}" in env

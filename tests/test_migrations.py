@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import ROOT
 from sqlalchemy import create_engine, inspect, text
 from tuneserve.registry import Registry, schema
-from tuneserve.registry.db import Base, make_engine
+from tuneserve.registry.db import DEFAULT_TENANT, Base, make_engine
+from tuneserve.registry.jobs import JobStore
 from tuneserve.registry.schema import SchemaOutOfDate
 from tuneserve.serving.app import build_app
 from tuneserve.settings import Settings
@@ -74,22 +76,39 @@ def test_a_database_from_a_newer_release_is_refused(tmp_path: Path):
         make_engine(url, migrate=True)
 
 
-def test_a_database_made_before_migrations_is_adopted_with_its_rows(tmp_path: Path):
-    """Releases before Alembic made the tables with create_all: upgrade stamps them as the
-    initial revision (same tables) and keeps every row."""
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+def _pre_alembic_database(url: str) -> None:
+    """What releases before Alembic made with create_all: the initial revision's tables,
+    without Alembic's version table."""
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
     with engine.begin() as connection:
+        command.upgrade(schema._config(connection), schema.INITIAL_REVISION)
+        connection.execute(text("DROP TABLE alembic_version"))
         connection.execute(
             text(
                 "INSERT INTO models (name, task, description, created_at) "
                 "VALUES ('sentiment', 'classification', '', '2026-01-01 00:00:00')"
             )
         )
+        connection.execute(
+            text(
+                "INSERT INTO files (id, filename, purpose, bytes, sha256, rows, task, labels, "
+                "uri, created_at) VALUES ('file-old', 'a.jsonl', 'fine-tune', 1, :sha, 1, "
+                "'classification', '{\"labels\": []}', 'x', '2026-01-01 00:00:00')"
+            ),
+            {"sha": "0" * 64},
+        )
     engine.dispose()
+
+
+def test_a_database_made_before_migrations_is_adopted_with_its_rows(tmp_path: Path):
+    """Releases before Alembic made the tables with create_all: upgrade stamps them as the
+    initial revision (same tables), migrates them to head and keeps every row; rows older
+    than tenants belong to the open mode's tenant."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    _pre_alembic_database(url)
     registry = Registry.from_url(url)
     assert [model.name for model in registry.list_models()] == ["sentiment"]
+    assert JobStore(registry.engine).get_file("file-old").owner == DEFAULT_TENANT
     assert "alembic_version" in inspect(registry.engine).get_table_names()
     registry.engine.dispose()
     assert _differences(url) == []

@@ -13,11 +13,14 @@ from typing import Any
 
 import fsspec
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
-from tuneserve.errors import Conflict, InvalidRequest, NotFound
+from sqlite_lock import write_lock
+from tuneserve.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from tuneserve.registry import ArtifactStore, Registry, weights_sha256
-from tuneserve.registry.db import VersionRow
+from tuneserve.registry.aliases import ROLLBACK
+from tuneserve.registry.db import AliasHistoryRow, VersionRow
+from tuneserve.registry.jobs import JobStore
 from tuneserve.registry.store import COMPLETE_MARKER
 
 SHA = "ab" * 32
@@ -173,20 +176,43 @@ def test_move_alias_compare_and_set(clf: Registry) -> None:
     assert len(clf.alias_history("clf", "production")) == 2
 
 
-def test_history_and_previous_version(clf: Registry) -> None:
+def test_history_and_last_move(clf: Registry) -> None:
     clf.move_alias("clf", "production", 2, expected_from=1, reason="promote 2")
     clf.move_alias("clf", "production", 3, expected_from=2, reason="promote 3")
-    clf.move_alias("clf", "production", 2, expected_from=3, reason="roll back")
+    clf.move_alias("clf", "production", 2, expected_from=3, reason=ROLLBACK)
     history = clf.alias_history("clf", "production")
     assert [(m.from_version, m.to_version, m.reason) for m in history] == [
-        (3, 2, "roll back"),
+        (3, 2, ROLLBACK),
         (2, 3, "promote 3"),
         (1, 2, "promote 2"),
         (None, 1, "initial"),
     ]
-    assert clf.previous_version("clf") == 3
-    assert clf.previous_version("clf", "candidate") is None
+    assert clf.last_move("clf") == history[0]
+    assert clf.last_move("clf", "candidate") is None
     assert clf.alias_history("clf", "candidate") == []
+    with pytest.raises(NotFound, match="model 'ghost' not found"):
+        clf.last_move("ghost")
+
+
+def test_a_move_must_change_the_alias(clf: Registry) -> None:
+    with pytest.raises(InvalidRequest, match="a move must change it") as refused:
+        clf.move_alias("clf", "production", 1, expected_from=1)
+    assert refused.value.param == "version"
+    assert [m.to_version for m in clf.alias_history("clf", "production")] == [1]
+
+
+def test_last_move_skips_the_no_op_rows_of_older_releases(clf: Registry) -> None:
+    """Releases before no-op promotions wrote a 2 → 2 row when production was promoted again;
+    such a row must not hide the move that really happened (1 → 2)."""
+    real = clf.move_alias("clf", "production", 2, expected_from=1, reason="promoted")
+    with Session(clf.engine) as session, session.begin():
+        session.add(
+            AliasHistoryRow(
+                model_name="clf", alias="production", from_version=2, to_version=2, reason="x"
+            )
+        )
+    assert clf.alias_history("clf", "production")[0].from_version == 2
+    assert clf.last_move("clf") == real
 
 
 # --- concurrency ---------------------------------------------------------------------------
@@ -232,6 +258,74 @@ def test_concurrent_registrations_get_consecutive_numbers(registry: Registry) ->
     assert numbers == list(range(1, 3 * THREADS + 1))
 
 
+# --- SQLite: readers and the write lock ----------------------------------------------------
+
+
+def sqlite_clf(tmp_path: Path, busy_timeout_s: float) -> tuple[Registry, str]:
+    """Model 'clf' (versions 1-3, production 1) in a SQLite file with that busy timeout."""
+    url = f"sqlite:///{tmp_path / 'locks' / 'registry.db'}?timeout={busy_timeout_s}"
+    registry = Registry.from_url(url)
+    registry.create_model("clf", "text-classification")
+    for _ in range(3):
+        registry.register_version("clf", artifact_uri="/a", sha256=SHA, metrics={})
+    registry.move_alias("clf", "production", 1, expected_from=None, reason="initial")
+    return registry, url
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer_and_writes_fail_typed(tmp_path: Path) -> None:
+    """With a 1 s busy timeout, a read that queued for the write lock would fail; none does.
+    A write that cannot get the lock in time is a 503 Unavailable, and changes nothing."""
+    registry, url = sqlite_clf(tmp_path, busy_timeout_s=1)
+    jobs = JobStore(registry.engine)
+    with write_lock(url):
+        assert registry.get_model("clf").aliases == {"production": 1}
+        assert [m.name for m in registry.list_models()] == ["clf"]
+        assert [v.version for v in registry.list_versions("clf")] == [1, 2, 3]
+        assert registry.get_version("clf", 2).version == 2
+        assert registry.resolve("clf").version == 1
+        assert registry.aliases("clf") == {"production": 1}
+        assert registry.last_move("clf").to_version == 1
+        assert registry.model_view("clf")[1] == {1, 2, 3}
+        assert len(registry.alias_history("clf", "production")) == 1
+        assert jobs.count_by_state() == {}
+        assert jobs.next_job(("queued",)) is None
+        assert jobs.finished_durations() == []
+        with pytest.raises(NotFound):
+            jobs.get_job("ftjob-none")
+        with pytest.raises(Unavailable, match="registry database is busy") as busy:
+            registry.move_alias("clf", "production", 2, expected_from=1)
+        assert busy.value.status_code == 503 and busy.value.retry_after_s >= 1
+        with pytest.raises(Unavailable):
+            registry.register_version("clf", artifact_uri="/a", sha256=SHA, metrics={})
+    assert registry.aliases("clf") == {"production": 1}
+    assert [m.to_version for m in registry.alias_history("clf", "production")] == [1]
+    assert [v.version for v in registry.list_versions("clf")] == [1, 2, 3]
+    # the connections that failed went back to the pool in a usable state
+    assert registry.move_alias("clf", "production", 2, expected_from=1).to_version == 2
+    registry.engine.dispose()
+
+
+def test_a_sqlite_writer_waits_for_the_lock_then_writes(tmp_path: Path) -> None:
+    registry, url = sqlite_clf(tmp_path, busy_timeout_s=30)
+    released = threading.Event()
+    with write_lock(url) as holder:
+
+        def release_soon() -> None:
+            released.set()  # before the rollback: the move cannot commit before this
+            holder.rollback()
+
+        def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement == "BEGIN IMMEDIATE":  # the move has asked for the lock
+                threading.Timer(0.2, release_soon).start()
+
+        event.listen(registry.engine, "before_cursor_execute", on_statement)
+        move = registry.move_alias("clf", "production", 2, expected_from=1)
+        event.remove(registry.engine, "before_cursor_execute", on_statement)
+        assert released.is_set()
+    assert move.to_version == 2 and registry.aliases("clf") == {"production": 2}
+    registry.engine.dispose()
+
+
 # --- restart -------------------------------------------------------------------------------
 
 
@@ -253,7 +347,8 @@ def test_restart_keeps_everything(clf: Registry, db_url: str) -> None:
             reopened.alias_history("clf", "production"),
         )
         assert after == before
-        assert reopened.previous_version("clf") == 1
+        assert reopened.last_move("clf") == before[3][0]
+        assert reopened.last_move("clf").from_version == 1
     finally:
         reopened.engine.dispose()
 

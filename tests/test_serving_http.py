@@ -106,6 +106,33 @@ def test_bad_requests_get_a_json_4xx_naming_the_field(
     assert error["type"] and error["message"]
 
 
+def test_extreme_chat_parameters_get_an_answer_or_a_4xx_never_a_500_or_a_hang(ready_service, http):
+    """The reported bugs: temperature 1e-40 overflowed the logits and stopped the replica's
+    engine; a 23-digit seed overflowed torch's generator (500); both now answer."""
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    base = {"messages": messages, "max_tokens": 8, "ignore_eos": True}
+    greedy = http.post("/v1/chat/completions", json=base | {"temperature": 0})
+    tiny = http.post("/v1/chat/completions", json=base | {"temperature": 1e-40})
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["choices"][0]["message"] == greedy.json()["choices"][0]["message"]
+    with http.stream(
+        "POST", "/v1/chat/completions", json=base | {"temperature": 1e-40, "stream": True}
+    ) as streamed:
+        events = [line for line in streamed.iter_lines() if line]
+    assert events[-1] == "data: [DONE]" and not any('"error"' in line for line in events)
+    for extra, status, param in [
+        ({"seed": 99999999999999999999999}, 422, "seed"),
+        ({"seed": 99999999999999999999999, "stream": True}, 422, "seed"),
+        ({"max_tokens": 513}, 400, "max_tokens"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, 422, "stop"),
+    ]:
+        refused = http.post("/v1/chat/completions", json=base | extra)
+        assert refused.status_code == status, refused.text
+        assert refused.json()["error"]["param"] == param
+    after = http.post("/v1/chat/completions", json=base | {"temperature": 0})
+    assert after.json()["choices"] == greedy.json()["choices"]  # the replica serves on
+
+
 def test_malformed_json_and_unknown_routes(ready_service, http):
     bad = http.post("/v1/classify", content=b"{bad", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
@@ -162,22 +189,28 @@ def _server_info(task: str) -> dict:
 
 
 def _new_batches(before: dict, after: dict, label: str) -> list[list[int]]:
-    new = []
-    for (replica, name), records in after["batches"].items():
-        if name == label:
-            new += records[len(before["batches"].get((replica, name), [])) :]
-    return new
+    """``label``'s batches run after ``before`` was taken (records are numbered per replica;
+    a version evicted and reloaded meanwhile starts a new record list)."""
+    last = {}
+    for (replica, _), records in before["batches"].items():
+        last[replica] = max([last.get(replica, 0)] + [record[2] for record in records])
+    return [
+        record
+        for (replica, name), records in after["batches"].items()
+        if name == label
+        for record in records
+        if record[2] > last.get(replica, 0)
+    ]
 
 
-def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, http, service):
+def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, http):
     before = _server_info("classification")
     sent = {"sentiment@1": 0, "sentiment@2": 0}
 
     def call(index: int) -> tuple[str, int]:
         model = "sentiment@1" if index % 2 else "sentiment@2"
         body = {"inputs": [f"Review number {index} was great."] * 2, "model": model}
-        with httpx.Client(base_url=service, timeout=120) as client:
-            return model, client.post("/v1/classify", json=body).json()["version"]
+        return model, http.post("/v1/classify", json=body).json()["version"]
 
     with ThreadPoolExecutor(24) as pool:
         results = list(pool.map(call, range(48)))
@@ -192,10 +225,10 @@ def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, h
         assert max(record[1] for record in new) > 1, f"no batch of several requests: {new}"
 
 
-def test_openai_sdk_chat_whole_and_streamed(ready_service):
+def test_openai_sdk_chat_whole_and_streamed(ready_service, admin_key):
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{ready_service}/v1", api_key="unused")
+    client = OpenAI(base_url=f"{ready_service}/v1", api_key=admin_key)
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     whole = client.chat.completions.create(
         model="chat", messages=messages, max_tokens=12, temperature=0
@@ -238,16 +271,16 @@ def test_raw_stream_is_server_sent_events_ending_in_done(ready_service, http):
     assert first["object"] == "chat.completion.chunk" and first["choices"][0]["delta"]["role"]
 
 
-def test_disconnected_stream_stops_generating(ready_service, service):
+def test_disconnected_stream_stops_generating(ready_service, service, admin_headers):
     before = _server_info("chat")["chat"]["chat@1"]
     body = {
         "messages": [{"role": "user", "content": "Hello!"}],
-        "max_tokens": 2000,
+        "max_tokens": 500,  # within limits.max_new_tokens (512): more is a 400, not a cut
         "stream": True,
         "ignore_eos": True,
     }
     with (
-        httpx.Client(base_url=service, timeout=60) as client,
+        httpx.Client(base_url=service, timeout=60, headers=admin_headers) as client,
         client.stream("POST", "/v1/chat/completions", json=body) as response,
     ):
         lines = response.iter_lines()

@@ -23,6 +23,7 @@ def limited(service, service_settings, starter_models, tmp_path_factory):
     """
     database = tmp_path_factory.mktemp("limited") / "registry.db"
     settings = service_settings.updated(
+        auth={"mode": "open"},  # a side app on loopback: no keys
         app_name="limited",
         registry={"database_url": f"sqlite:///{database}"},
         serving={
@@ -35,7 +36,7 @@ def limited(service, service_settings, starter_models, tmp_path_factory):
     registry, store = connect(settings.registry)
     register_starter_model(starter_models["sentiment"], settings, registry, store)
     registry.engine.dispose()
-    app = build_app(settings)  # checks the schema: before the lock
+    app = build_app(settings, bind_host="127.0.0.1")  # checks the schema: before the lock
     lock = sqlite3.connect(database, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     serve.run(app, name="limited", route_prefix="/limited", blocking=False)
@@ -83,11 +84,17 @@ def test_overload_is_a_503_with_retry_after_never_a_500(limited):
 def empty(service, service_settings, tmp_path_factory):
     """App 'empty' at /empty: classification, on a registry that holds no model yet."""
     settings = service_settings.updated(
+        auth={"mode": "open"},  # a side app on loopback: no keys
         app_name="empty",
         registry={"database_url": f"sqlite:///{tmp_path_factory.mktemp('empty') / 'r.db'}"},
         serving={"served_tasks": ["classification"]},
     )
-    serve.run(build_app(settings), name="empty", route_prefix="/empty", blocking=False)
+    serve.run(
+        build_app(settings, bind_host="127.0.0.1"),
+        name="empty",
+        route_prefix="/empty",
+        blocking=False,
+    )
     yield {"url": f"{service}/empty", "settings": settings}
     serve.delete("empty")
 

@@ -35,8 +35,11 @@ def test_queued_requests_share_a_batch_and_a_bad_one_fails_alone():
             raise InvalidRequest("bad item", param="inputs")
         return [f"ok:{item}" for item in items]
 
+    async def check(requests):  # what a failed batch asks: which requests fail alone
+        return [InvalidRequest("bad item") if "bad" in items else None for items in requests]
+
     async def main():
-        batcher = Batcher(run_batch, max_batch_size=4)
+        batcher = Batcher(run_batch, max_batch_size=4, check=check)
         return await asyncio.gather(
             *(batcher.submit([name]) for name in ("a", "b", "bad", "c", "d")),
             return_exceptions=True,
@@ -47,6 +50,9 @@ def test_queued_requests_share_a_batch_and_a_bad_one_fails_alone():
     assert isinstance(results[2], InvalidRequest)
     assert max(len(batch) for batch in batches) > 1
     assert all(len(batch) <= 4 for batch in batches)
+    failed = next(batch for batch in batches if "bad" in batch)
+    rerun = [item for item in failed if item != "bad"]
+    assert batches.count(rerun) == 1 and len(batches) == 3  # the rest ran once, together
 
 
 def test_resident_versions_are_an_lru_that_keeps_pinned_ones():

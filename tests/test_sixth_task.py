@@ -26,6 +26,7 @@ def extended(service, service_settings: Settings, tmp_path_factory) -> str:
 
     folder = tmp_path_factory.mktemp(APP)
     settings = service_settings.updated(
+        auth={"mode": "open"},  # a side app on loopback: no keys
         app_name=APP,
         registry={"database_url": f"sqlite:///{folder / 'registry.db'}"},
         tasks={"modules": ["sixth_task"]},  # the one line that registers the task
@@ -42,7 +43,9 @@ def extended(service, service_settings: Settings, tmp_path_factory) -> str:
     )
     registry.move_alias("similarity", "production", version.version, None)
     registry.engine.dispose()
-    serve.run(build_app(settings), name=APP, route_prefix=f"/{APP}", blocking=False)
+    serve.run(
+        build_app(settings, bind_host="127.0.0.1"), name=APP, route_prefix=f"/{APP}", blocking=False
+    )
     url = f"{service}/{APP}"
     with httpx.Client(base_url=url, timeout=60) as client:
         wait_until_ready(client)

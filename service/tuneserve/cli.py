@@ -18,6 +18,9 @@ app.add_typer(models_app, name="models")
 db_app = typer.Typer(help="The registry database's schema (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(k8s_app, name="k8s")
+keys_app = typer.Typer(help="API keys of tenants (stored hashed in the registry).")
+keys_app.no_args_is_help = True
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 
@@ -126,6 +129,88 @@ def db_current() -> None:
         raise typer.Exit(1)
 
 
+def _key_store():
+    from tuneserve.registry import Registry
+    from tuneserve.registry.keys import KeyStore
+
+    return KeyStore(Registry.from_url(_settings(None).registry.database_url).engine)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant whose files and jobs it reaches.")],
+    scope: Annotated[
+        list[str], typer.Option(help="inference, fine_tune or admin; repeat for several.")
+    ],
+    name: Annotated[str, typer.Option(help="A note: who or what uses it.")] = "",
+) -> None:
+    """Create a key and print it: it is shown this once (only its hash is stored)."""
+    from tuneserve.errors import TuneserveError
+
+    try:
+        info, key = _key_store().create(tenant, scope, name)
+    except TuneserveError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"created {info.id} for tenant {info.tenant} ({', '.join(info.scopes)})")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="One tenant only.")] = None) -> None:
+    """Every key (never its secret), revoked ones included."""
+    table = Table(title="API keys")
+    for column in ("id", "tenant", "scopes", "name", "created", "revoked"):
+        table.add_column(column)
+    for info in _key_store().list(tenant):
+        revoked = f"{info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else ""
+        created = f"{info.created_at:%Y-%m-%d %H:%M}"
+        table.add_row(info.id, info.tenant, ", ".join(info.scopes), info.name, created, revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; gateways refuse it within auth.key_cache_ttl_s."""
+    from tuneserve.errors import TuneserveError
+
+    try:
+        info = _key_store().revoke(key_id)
+    except TuneserveError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"revoked {info.id} of tenant {info.tenant}")
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete old checkpoints and the artifacts no record needs (training.keep_checkpoints,
+    gc_grace_s, gc_version_weights); safe while the service runs."""
+    from tuneserve.registry import connect
+    from tuneserve.registry.jobs import JobStore
+    from tuneserve.training.retention import collect
+
+    settings = _settings(None)
+    registry, store = connect(settings.registry)
+    done = collect(settings, registry, JobStore(registry.engine), store, dry_run=dry_run)
+    table = Table(title="would be deleted (dry run)" if dry_run else "deleted")
+    for column in ("kind", "artifact", "size", "why"):
+        table.add_column(column)
+    for removal in done.removals:
+        table.add_row(removal.kind, removal.uri, f"{removal.bytes / 2**20:.1f} MiB", removal.why)
+    console.print(table)
+    verb = "would free" if dry_run else "freed"
+    console.print(f"{len(done.removals)} item(s); {verb} {done.bytes / 2**20:.1f} MiB")
+    for error in done.errors:
+        console.print(f"[red]not deleted: {error}[/red]")
+    if done.errors:
+        raise typer.Exit(1)
+
+
 @app.command()
 def run(
     profile: Annotated[ZooProfile | None, typer.Option(help="full or tiny")] = None,
@@ -155,7 +240,15 @@ def serve_forever(settings: Settings) -> None:
     import threading
 
     from tuneserve.serving import local
+    from tuneserve.serving.app import with_access_mode
 
+    settings = with_access_mode(settings, settings.serving.host)
+    if settings.auth.mode == "open":
+        console.print(
+            f"[yellow]warning: serving OPEN on {settings.serving.host}: no API keys, every "
+            "caller is admin. `tuneserve keys create --tenant ops --scope admin` makes the "
+            "next start require keys.[/yellow]"
+        )
     stop = threading.Event()
     try:
         local.connect_ray(settings)

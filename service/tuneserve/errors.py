@@ -6,6 +6,7 @@ and an OpenAI-style ``type``; ``param`` names the offending field, row or line.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -52,6 +53,20 @@ class Unauthorized(TuneserveError):
     type = "authentication_error"
 
 
+class PermissionDenied(TuneserveError):
+    """A valid caller without the scope (or tenant) a route needs."""
+
+    status_code = 403
+    type = "permission_error"
+
+
+class QuotaExceeded(TuneserveError):
+    """A tenant's quota (queued jobs, stored bytes) is used up; the message says which."""
+
+    status_code = 429
+    type = "quota_exceeded"
+
+
 class NotFound(TuneserveError):
     status_code = 404
     type = "not_found_error"
@@ -79,6 +94,13 @@ class PayloadTooLarge(TuneserveError):
     type = "payload_too_large"
 
 
+class Timeout(TuneserveError):
+    """The work ran past a deadline that a setting sets; the message names the setting."""
+
+    status_code = 504
+    type = "timeout_error"
+
+
 class Unavailable(TuneserveError):
     status_code = 503
     type = "service_unavailable"
@@ -86,3 +108,14 @@ class Unavailable(TuneserveError):
     def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after_s = retry_after_s
+
+
+def unreadable_json(error: BaseException) -> str | None:
+    """Why Python's ``json`` could not read a well-formed text, for the client; None if not
+    one of these. Both are refusals of abusive input, not server faults: nesting past the
+    interpreter's recursion limit, and integers past its digit limit (a quadratic parse)."""
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(error, ValueError) and "integer string conversion" in str(error):
+        return f"it has an integer of more than {sys.get_int_max_str_digits()} digits"
+    return None

@@ -27,6 +27,7 @@ class FilePublic(BaseModel):
     rows: int
     sha256: str
     labels: list[str]
+    owner: str = Field(description="The tenant the file belongs to.")
 
 
 class FileList(BaseModel):
@@ -77,8 +78,17 @@ class Promotion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: str | None = Field(default=None, description="Default: the task's primary metric.")
-    min_delta: float = Field(default=0.0, description="How much better the candidate must be.")
-    auto: bool = Field(default=True, description="Promote automatically when the gate passes.")
+    min_delta: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="How much better the candidate must be (never negative: a gate that "
+        "lets a worse model through is no gate).",
+    )
+    auto: bool | None = Field(
+        default=None,
+        description="Promote automatically when the gate passes. Moving production needs "
+        "the admin scope: default true for an admin key, false for any other.",
+    )
 
 
 class Method(BaseModel):
@@ -138,7 +148,10 @@ class JobPublic(BaseModel):
     finished_at: UnixTime | None
     hyperparameters: dict[str, Any]
     model: str
-    organization_id: str = "tuneserve"
+    organization_id: str = Field(
+        validation_alias=AliasChoices("organization_id", "owner"),
+        description="The tenant that owns the job.",
+    )
     result_files: list[str] = Field(default_factory=list)
     seed: int | None
     status: str
@@ -226,6 +239,16 @@ class PromoteRequest(BaseModel):
     )
 
 
+class RollbackRequest(BaseModel):
+    """Optional body of a rollback; without ``version``, production goes back to the version
+    its last promotion replaced (refused right after another rollback)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(
+        default=None, ge=1, description="A version that was production before, to go back to."
+    )
+
+
 class AliasMovePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -234,3 +257,10 @@ class AliasMovePublic(BaseModel):
     from_version: int | None
     to_version: int
     seconds: float = Field(description="Load, warm-up on every replica, and the flip.")
+    changed: bool = Field(
+        default=True, description="False when the version was production already: nothing moved."
+    )
+    warning: str | None = Field(
+        default=None,
+        description="A step after the move failed (re-pinning replicas); production did move.",
+    )

@@ -6,9 +6,18 @@ import time
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneserve.tasks.chat import ChatItem, ChatMessage
+from tuneserve.errors import InvalidRequest
+from tuneserve.tasks.chat import (
+    GREEDY_BELOW_TEMPERATURE,
+    MAX_STOP_SEQUENCES,
+    SEED_MAX,
+    SEED_MIN,
+    ChatItem,
+    ChatMessage,
+    StopString,
+)
 
 
 class StreamOptions(BaseModel):
@@ -20,28 +29,58 @@ class ChatCompletionRequest(BaseModel):
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Deprecated by OpenAI for max_completion_tokens."
+    )
+    max_completion_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most tokens to generate; above the server's limit is a 400.",
+    )
     n: int = Field(default=1, ge=1, le=1, description="Only one choice per request.")
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    stop: list[StopString] | None = Field(
+        default=None,
+        max_length=MAX_STOP_SEQUENCES,
+        description="A string or up to 4 strings; generation ends before the first found.",
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    temperature: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=2.0,
+        allow_inf_nan=False,
+        description=f"0 (or below {GREEDY_BELOW_TEMPERATURE}) decodes greedily.",
+    )
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     # --- tuneserve extensions ---
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-turn.")
 
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_is_a_list(cls, stop: object) -> object:
+        """OpenAI takes one stop string or a list; one shape keeps errors naming ``stop``."""
+        return [stop] if isinstance(stop, str) else stop
+
     def to_item(self, default_max_tokens: int, limit: int) -> ChatItem:
-        """Engine parameters of this request, with the server's token limit applied."""
-        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        """Engine parameters of this request; asking for more tokens than ``limit`` is a
+        400 naming the field, never silently cut (the client would see a short answer)."""
+        for param in ("max_completion_tokens", "max_tokens"):
+            asked = getattr(self, param)
+            if asked is not None and asked > limit:
+                raise InvalidRequest(
+                    f"{param} is {asked}; this server generates at most {limit} tokens "
+                    f"per completion: ask for {limit} or fewer",
+                    param=param,
+                )
         max_tokens = self.max_completion_tokens or self.max_tokens or default_max_tokens
         return ChatItem(
             messages=self.messages,
-            max_tokens=min(max_tokens, limit),
+            max_tokens=min(max_tokens, limit),  # only the server's own default is cut
             temperature=self.temperature,
             top_p=self.top_p,
-            stop=stop,
+            stop=self.stop or [],
             seed=self.seed,
             ignore_eos=self.ignore_eos,
         )

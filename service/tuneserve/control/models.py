@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest
+from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest, RollbackRequest
 from tuneserve.api.tasks import ModelList, ModelPublic, VersionList, VersionPublic
-from tuneserve.control.promotion import Fleet, Swap, promote, rollback
+from tuneserve.control.promotion import PROMOTED, Fleet, Swap, promote, rollback
 from tuneserve.control.resolver import ModelResolver, Target
 from tuneserve.registry import Registry
 from tuneserve.telemetry import Recorder
@@ -48,12 +48,13 @@ class ModelService:
 
     # --- moving production -------------------------------------------------------------
     def promote(self, name: str, request: PromoteRequest) -> AliasMovePublic:
-        """Load and warm the version on every replica, then make it production."""
+        """Load and warm the version on every replica, then make it production (a no-op
+        answered with ``changed: false`` when it is production already)."""
         swap = self.swap_to(name, request.version, request.expected_from)
         return AliasMovePublic.model_validate(swap)
 
     def swap_to(
-        self, name: str, version: int, expected_from: int | None, reason: str = "promoted"
+        self, name: str, version: int, expected_from: int | None, reason: str = PROMOTED
     ) -> Swap:
         """``promote`` for internal callers (a job's gate), returning the swap itself."""
         try:
@@ -69,10 +70,12 @@ class ModelService:
         finally:
             self.resolver.forget(name)
 
-    def rollback(self, name: str) -> AliasMovePublic:
-        """Production back to the version before its last move (still resident: instant)."""
+    def rollback(self, name: str, request: RollbackRequest | None = None) -> AliasMovePublic:
+        """Production back to the version its last promotion replaced (still resident:
+        instant), or to the version the request names."""
+        version = request.version if request is not None else None
         try:
-            swap = rollback(self.registry, self.fleet, name, self.recorder)
+            swap = rollback(self.registry, self.fleet, name, version, self.recorder)
         finally:
             self.resolver.forget(name)
         return AliasMovePublic.model_validate(swap)

@@ -1,18 +1,24 @@
 """Resolve ``model`` strings (``sentiment``, ``sentiment@3``, ``sentiment@candidate``).
 
-The gateway keeps a short-lived copy of each model's aliases and versions, so resolution
+The gateway keeps a short-lived view of each model's aliases and versions, so resolution
 costs no database round trip per request; its staleness is bounded by ``ttl_s``. A version
-number not in the copy triggers one refresh, so a just-registered version is found at once.
+number not in the view triggers one refresh, so a just-registered version is found at
+once; but at most one such refresh per model per ``ttl_s``, and a view read by this very
+call counts as one, so a flood of requests for versions that do not exist (``x@999999``)
+is answered from memory and costs the database no more than one read per model per ttl.
+Numbers outside the version column's range are refused without a read at all.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tuneserve.errors import InvalidRequest, NotFound
 from tuneserve.registry import Registry
+from tuneserve.registry.catalog import MAX_VERSION
 from tuneserve.registry.refs import ModelRef
 
 
@@ -34,24 +40,34 @@ class _Snapshot:
 
 
 class ModelResolver:
-    def __init__(self, registry: Registry, default_models: dict[str, str], ttl_s: float):
+    def __init__(
+        self,
+        registry: Registry,
+        default_models: dict[str, str],
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.registry = registry
         self.default_models = default_models
         self.ttl_s = ttl_s
+        self.clock = clock
         self._snapshots: dict[str, _Snapshot] = {}
+        self._miss_refreshed_at: dict[str, float] = {}  # per model: last refresh for a miss
         self._lock = threading.Lock()
 
     def _ref(self, model: str | None, task: str) -> ModelRef:
         ref = ModelRef.parse(model or self.default_models.get(task, ""))
         if not ref.name:
             raise InvalidRequest(f"no default model for task {task!r}; name one", param="model")
+        if ref.version is not None and not 0 < ref.version <= MAX_VERSION:
+            raise NotFound(f"model {ref.name!r} has no version {ref.version}", param="model")
         return ref
 
     def resolve(self, model: str | None, task: str) -> Target:
         """The version a request for ``model`` on a ``task`` route is served by."""
         ref = self._ref(model, task)
         name = ref.name
-        snapshot = self._snapshot(name, fresh=False)
+        snapshot, read_now = self._snapshot(name)
         if snapshot.task != task:
             raise InvalidRequest(
                 f"model {name!r} is a {snapshot.task} model and cannot serve {task}; "
@@ -59,8 +75,8 @@ class ModelResolver:
                 param="model",
             )
         if ref.version is not None:
-            if ref.version not in snapshot.versions:
-                snapshot = self._snapshot(name, fresh=True)
+            if ref.version not in snapshot.versions and self._may_refresh_for_miss(name, read_now):
+                snapshot = self._refresh(name)
             if ref.version not in snapshot.versions:
                 raise NotFound(f"model {name!r} has no version {ref.version}", param="model")
             return Target(name, ref.version, task)
@@ -76,7 +92,7 @@ class ModelResolver:
         ref = ModelRef.parse(model or self.default_models.get(task, ""))
         with self._lock:
             snapshot = self._snapshots.get(ref.name)
-        if snapshot is None or time.monotonic() - snapshot.taken_at >= self.ttl_s:
+        if snapshot is None or self.clock() - snapshot.taken_at >= self.ttl_s:
             return None
         if snapshot.task != task:
             return None  # let resolve() raise the error
@@ -85,18 +101,28 @@ class ModelResolver:
         version = snapshot.aliases.get(ref.alias)
         return Target(ref.name, version, task) if version is not None else None
 
-    def _snapshot(self, name: str, fresh: bool) -> _Snapshot:
+    def _snapshot(self, name: str) -> tuple[_Snapshot, bool]:
+        """The view of ``name``, and whether it was read from the database just now."""
         with self._lock:
             cached = self._snapshots.get(name)
-        if cached and not fresh and time.monotonic() - cached.taken_at < self.ttl_s:
-            return cached
-        model = self.registry.get_model(name)  # NotFound names the model
-        snapshot = _Snapshot(
-            task=model.task,
-            aliases=self.registry.aliases(name),
-            versions=frozenset(v.version for v in self.registry.list_versions(name)),
-            taken_at=time.monotonic(),
-        )
+        if cached and self.clock() - cached.taken_at < self.ttl_s:
+            return cached, False
+        return self._refresh(name), True
+
+    def _may_refresh_for_miss(self, name: str, read_now: bool) -> bool:
+        """Whether a version missing from the view is worth a read: not if the view was read
+        by this call, nor if a miss of this model already caused a read within ``ttl_s``."""
+        now = self.clock()
+        with self._lock:
+            last = self._miss_refreshed_at.get(name)
+            allowed = not read_now and (last is None or now - last >= self.ttl_s)
+            if read_now or allowed:
+                self._miss_refreshed_at[name] = now
+            return allowed
+
+    def _refresh(self, name: str) -> _Snapshot:
+        model, versions = self.registry.model_view(name)  # NotFound names the model
+        snapshot = _Snapshot(model.task, model.aliases, versions, taken_at=self.clock())
         with self._lock:
             self._snapshots[name] = snapshot
         return snapshot

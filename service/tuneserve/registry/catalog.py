@@ -5,39 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneserve.errors import Conflict, InvalidRequest, NotFound
-from tuneserve.registry.db import (
-    AliasHistoryRow,
-    AliasRow,
-    ModelRow,
-    VersionRow,
-    make_engine,
-    utcnow,
-)
-from tuneserve.registry.records import (
-    AliasMove,
-    ModelInfo,
-    VersionInfo,
-    alias_move,
-    model_info,
-    version_info,
-)
+from tuneserve.registry.aliases import ALIAS_NAME, alias_table, history, move, stale
+from tuneserve.registry.db import READ_ONLY, AliasRow, ModelRow, VersionRow, make_engine
+from tuneserve.registry.records import AliasMove, ModelInfo, VersionInfo, model_info, version_info
 from tuneserve.registry.refs import PRODUCTION, ModelRef
 
 _MODEL_NAME = (re.compile(r"[a-z0-9_-]{1,64}"), "1-64 lowercase letters, digits, '-' or '_'")
-# Aliases start with a letter so that a reference like "3" can only ever mean version 3.
-_ALIAS_NAME = (
-    re.compile(r"[a-z][a-z0-9_-]{0,63}"),
-    "1-64 lowercase letters, digits, '-' or '_', starting with a letter",
-)
-_MAX_VERSION = 2**31 - 1  # an INTEGER column; larger numbers from a client simply do not exist
+MAX_VERSION = 2**31 - 1  # an INTEGER column; larger numbers from a client simply do not exist
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -52,8 +33,11 @@ class Registry:
         return cls(make_engine(url, migrate=migrate))
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with Session(self.engine) as session, session.begin():
+    def _transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction; ``write=False`` for reads, which on SQLite then never queue
+        behind a writer (see ``db._sqlite_engine``). Postgres treats both alike."""
+        options = {} if write else {READ_ONLY: True}
+        with Session(self.engine, execution_options=options) as session, session.begin():
             yield session
 
     # --- models ------------------------------------------------------------------------
@@ -75,15 +59,15 @@ class Registry:
 
     def get_model(self, name: str) -> ModelInfo:
         """The model with its aliases."""
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             row = _model_row(session, name)
-            return model_info(row, _aliases(session, name).get(name, {}))
+            return model_info(row, alias_table(session, name).get(name, {}))
 
     def list_models(self) -> list[ModelInfo]:
         """Every model with its aliases, by name."""
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             rows = session.scalars(select(ModelRow).order_by(ModelRow.name)).all()
-            aliases = _aliases(session)
+            aliases = alias_table(session)
             return [model_info(row, aliases.get(row.name, {})) for row in rows]
 
     # --- versions ----------------------------------------------------------------------
@@ -125,17 +109,17 @@ class Registry:
             return version_info(row)
 
     def get_version(self, name: str, version: int) -> VersionInfo:
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             return version_info(_version_row(session, name, version))
 
     def list_versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first, each with the aliases pointing at it."""
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             _model_row(session, name)
             rows = session.scalars(
                 select(VersionRow).where(VersionRow.model_name == name).order_by(VersionRow.version)
             )
-            aliases = _aliases(session, name).get(name, {})
+            aliases = alias_table(session, name).get(name, {})
             return [
                 version_info(row, tuple(a for a, v in aliases.items() if v == row.version))
                 for row in rows
@@ -147,7 +131,7 @@ class Registry:
 
     def resolve_ref(self, parsed: ModelRef) -> VersionInfo:
         name = parsed.name
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             if parsed.version is not None:
                 return version_info(_version_row(session, name, parsed.version))
             _model_row(session, name)
@@ -159,9 +143,9 @@ class Registry:
     # --- aliases -----------------------------------------------------------------------
 
     def aliases(self, name: str) -> dict[str, int]:
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             _model_row(session, name)
-            return _aliases(session, name).get(name, {})
+            return alias_table(session, name).get(name, {})
 
     def move_alias(
         self,
@@ -174,84 +158,47 @@ class Registry:
         """Point ``alias`` at ``to_version`` if it still points at ``expected_from``.
 
         One transaction: the compare-and-set and its history row commit together or not at
-        all. ``expected_from=None`` means the alias must not exist yet. A stale expectation
-        is a Conflict naming the current value, so the caller can re-read and decide again.
+        all, so every history row is a change. ``expected_from=None`` means the alias must
+        not exist yet. A stale expectation is a Conflict naming the current value, so the
+        caller can re-read and decide again.
         """
-        _check_name(alias, _ALIAS_NAME, "alias")
+        _check_name(alias, ALIAS_NAME, "alias")
+        if to_version == expected_from:
+            raise InvalidRequest(
+                f"alias '{alias}' of model '{name}' is expected at version {to_version} already;"
+                " a move must change it",
+                param="version",
+            )
         try:
             with self._transaction() as session:
                 _version_row(session, name, to_version)
-                now = utcnow()
-                if expected_from is None:
-                    _insert_alias(session, name, alias, to_version, now)
-                else:
-                    _update_alias(session, name, alias, to_version, expected_from, now)
-                move = AliasHistoryRow(
-                    model_name=name,
-                    alias=alias,
-                    from_version=expected_from,
-                    to_version=to_version,
-                    moved_at=now,
-                    reason=reason,
-                )
-                session.add(move)
-                session.flush()
-                return alias_move(move)
+                return move(session, name, alias, to_version, expected_from, reason)
         except IntegrityError:
             # The alias was created by a concurrent first set between our check and insert.
             current = self.aliases(name).get(alias)
-            raise _stale(name, alias, expected_from, current) from None
+            raise stale(name, alias, expected_from, current) from None
 
     def alias_history(self, name: str, alias: str) -> list[AliasMove]:
         """Every move of ``alias``, newest first."""
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             _model_row(session, name)
-            rows = session.scalars(
-                select(AliasHistoryRow)
-                .where(AliasHistoryRow.model_name == name, AliasHistoryRow.alias == alias)
-                .order_by(AliasHistoryRow.id.desc())
-            )
-            return [alias_move(row) for row in rows]
+            return history(session, name, alias)
 
-    def previous_version(self, name: str, alias: str = PRODUCTION) -> int | None:
-        """The version ``alias`` pointed to before its latest move (None if it had none)."""
-        history = self.alias_history(name, alias)
-        return history[0].from_version if history else None
+    def last_move(self, name: str, alias: str = PRODUCTION) -> AliasMove | None:
+        """The latest move that changed ``alias`` (None if it was never set)."""
+        with self._transaction(write=False) as session:
+            _model_row(session, name)
+            latest = history(session, name, alias, changes_only=True, limit=1)
+            return latest[0] if latest else None
 
-
-def _insert_alias(session: Session, name: str, alias: str, version: int, now: datetime) -> None:
-    current = session.get(AliasRow, (name, alias))
-    if current is not None:
-        raise _stale(name, alias, None, current.version)
-    session.add(AliasRow(model_name=name, alias=alias, version=version, updated_at=now))
-    session.flush()
-
-
-def _update_alias(
-    session: Session, name: str, alias: str, version: int, expected: int, now: datetime
-) -> None:
-    result = session.execute(
-        update(AliasRow)
-        .where(AliasRow.model_name == name, AliasRow.alias == alias, AliasRow.version == expected)
-        .values(version=version, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:
-        current = session.scalar(
-            select(AliasRow.version).where(AliasRow.model_name == name, AliasRow.alias == alias)
-        )
-        raise _stale(name, alias, expected, current)
-
-
-def _stale(name: str, alias: str, expected: int | None, current: int | None) -> Conflict:
-    def show(version: int | None) -> str:
-        return "unset" if version is None else f"version {version}"
-
-    return Conflict(
-        f"alias '{alias}' of model '{name}' is {show(current)}, not {show(expected)} as "
-        f"expected; re-read the aliases and retry with expected_from={current}",
-        param="expected_from",
-    )
+    def model_view(self, name: str) -> tuple[ModelInfo, frozenset[int]]:
+        """A model with its aliases, and the numbers of its versions, in one read."""
+        with self._transaction(write=False) as session:
+            row = _model_row(session, name)
+            numbers = session.scalars(
+                select(VersionRow.version).where(VersionRow.model_name == name)
+            ).all()
+            return model_info(row, alias_table(session, name).get(name, {})), frozenset(numbers)
 
 
 def _check_name(value: str, rule: tuple[re.Pattern[str], str], what: str) -> None:
@@ -279,7 +226,7 @@ def _model_row(session: Session, name: str, *, for_update: bool = False) -> Mode
 
 def _version_row(session: Session, name: str, version: int) -> VersionRow:
     row = None
-    if 0 < version <= _MAX_VERSION:
+    if 0 < version <= MAX_VERSION:
         row = session.scalar(
             select(VersionRow).where(VersionRow.model_name == name, VersionRow.version == version)
         )
@@ -287,14 +234,3 @@ def _version_row(session: Session, name: str, version: int) -> VersionRow:
         _model_row(session, name)
         raise NotFound(f"model '{name}' has no version {version}", param="version")
     return row
-
-
-def _aliases(session: Session, name: str | None = None) -> dict[str, dict[str, int]]:
-    """model → {alias: version}, sorted by alias, for one model or all."""
-    query = select(AliasRow).order_by(AliasRow.model_name, AliasRow.alias)
-    if name is not None:
-        query = query.where(AliasRow.model_name == name)
-    found: dict[str, dict[str, int]] = {}
-    for row in session.scalars(query):
-        found.setdefault(row.model_name, {})[row.alias] = row.version
-    return found

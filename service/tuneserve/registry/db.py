@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -24,10 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
-from tuneserve.errors import Conflict
+from tuneserve.errors import Conflict, Unavailable
 from tuneserve.registry import schema
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# Execution option of a transaction that only reads: on SQLite it begins deferred (below).
+READ_ONLY = "tuneserve_read_only"
+# The tenant of requests when the service runs open (no keys), and of rows older than tenants.
+DEFAULT_TENANT = "default"
 
 
 def utcnow() -> datetime:
@@ -129,6 +134,7 @@ class FileRow(Base):
     """An uploaded fine-tuning file: its validated rows live in the artifact store."""
 
     __tablename__ = "files"
+    __table_args__ = (Index("ix_files_owner", "owner", "seq"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -140,6 +146,7 @@ class FileRow(Base):
     task: Mapped[str] = mapped_column(String(64))
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"labels": [...]}
     uri: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -148,7 +155,10 @@ class JobRow(Base):
     → succeeded | failed | cancelled."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status", "status", "seq"),)
+    __table_args__ = (
+        Index("ix_jobs_status", "status", "seq"),
+        Index("ix_jobs_owner_status", "owner", "status"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -160,7 +170,10 @@ class JobRow(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     promotion: Mapped[dict[str, Any]] = mapped_column(default=dict)
     suffix: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT)
     status: Mapped[str] = mapped_column(String(32))
+    # how many times a runner started it; a job that keeps crashing its runner fails
+    attempts: Mapped[int] = mapped_column(default=0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -197,6 +210,21 @@ class CheckpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ApiKeyRow(Base):
+    """An API key: only the SHA-256 of its secret is stored; the secret is shown once."""
+
+    __tablename__ = "api_keys"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text, default="")
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    secret_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 @event.listens_for(VersionRow, "before_update")
 def _refuse_version_update(mapper: Mapper[Any], connection: Any, target: VersionRow) -> None:
     raise Conflict(
@@ -227,30 +255,44 @@ def make_engine(url: str, *, migrate: bool = True, check: bool = True) -> Engine
 def _sqlite_engine(url: str) -> Engine:
     """SQLite that is safe for concurrent writers in threads and processes.
 
-    pysqlite's own transaction handling starts a deferred transaction lazily, so two
-    read-then-write transactions can interleave and one fails with "database is locked"
-    instead of waiting. Following SQLAlchemy's documented recipe, we take over BEGIN and
-    make it ``BEGIN IMMEDIATE``: every transaction takes the write lock up front (waiting up
-    to the busy timeout), so compare-and-set transactions run one after another. Reads pay
-    that lock too, which is cheap for registry-sized transactions. WAL lets other processes
-    read while one writes.
+    pysqlite would begin transactions lazily, so two read-then-write transactions could
+    interleave and one fail with "database is locked" instead of waiting. We take over BEGIN
+    (SQLAlchemy's documented recipe): a transaction that may write begins ``BEGIN
+    IMMEDIATE``, taking the write lock up front, so compare-and-set transactions serialize;
+    one marked ``READ_ONLY`` begins deferred and, in WAL mode, reads a snapshot without
+    queueing behind writers. A writer still locked out after the busy timeout (the URL's
+    ``timeout`` in seconds, pysqlite's own parameter; default ``SQLITE_BUSY_TIMEOUT_S``)
+    gets ``Unavailable`` (503, retry), not a raw driver error.
     """
-    database = make_url(url).database
+    parsed = make_url(url)
+    database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    busy_timeout_s = float(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT_S))
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        # (the busy timeout is pysqlite's ``timeout`` connect argument, above)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "handle_error")
+    def _busy_is_unavailable(context: Any) -> None:
+        error = context.original_exception
+        if getattr(error, "sqlite_errorname", "").startswith("SQLITE_BUSY"):  # also _SNAPSHOT
+            raise Unavailable(
+                f"the registry database is busy: another writer held its lock for over "
+                f"{busy_timeout_s:g} s; nothing was changed, retry shortly",
+                retry_after_s=max(1, round(busy_timeout_s)),
+            ) from error
 
     return engine

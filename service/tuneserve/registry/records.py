@@ -89,6 +89,7 @@ class FileInfo:
     task: str
     labels: list[str]
     uri: str
+    owner: str
     created_at: datetime
 
 
@@ -103,7 +104,9 @@ class JobInfo:
     hyperparameters: dict[str, Any]
     promotion: dict[str, Any]
     suffix: str | None
+    owner: str
     status: str
+    attempts: int
     cancel_requested: bool
     result: dict[str, Any] | None
     error: dict[str, Any] | None

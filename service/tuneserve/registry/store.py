@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
@@ -36,6 +40,14 @@ def weights_sha256(model_dir: Path) -> str:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What an artifact takes up: its bytes, and when it last changed (POSIX seconds)."""
+
+    bytes: int
+    modified: float
 
 
 class ArtifactStore:
@@ -101,6 +113,39 @@ class ArtifactStore:
         if fs.exists(path):
             fs.rm(path, recursive=True)
 
+    def entries(self, uri: str) -> list[tuple[str, bool]]:
+        """What lies directly in the folder ``uri``: (URI, is a folder) each; [] if none.
+
+        Listed afresh: a remote listing cached earlier may still name deleted things.
+        """
+        fs, path = url_to_fs(uri)
+        fs.invalidate_cache(path)
+        try:
+            found = fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        own = path.rstrip("/")
+        return [
+            (_uri_in(fs, info["name"].rstrip("/")), info["type"] == "directory")
+            for info in found
+            if info["name"].rstrip("/") != own
+        ]
+
+    def footprint(self, uri: str) -> Footprint | None:
+        """The bytes under ``uri`` and when anything there last changed; None if nothing is.
+
+        A store that gives no times makes the artifact count as changed now (never old).
+        """
+        fs, path = url_to_fs(uri)
+        fs.invalidate_cache(path)
+        try:
+            infos = {path: fs.info(path)} | fs.find(path, detail=True, withdirs=True)
+        except FileNotFoundError:
+            return None
+        stamps = [stamp for info in infos.values() if (stamp := _modified(info)) is not None]
+        size = sum(info.get("size") or 0 for info in infos.values() if info["type"] == "file")
+        return Footprint(bytes=size, modified=max(stamps) if stamps else time.time())
+
     def uri_for(self, key: str) -> str:
         """The artifact URI that ``put_dir(..., key)`` returns (or returned)."""
         target = self._path_of(key)
@@ -149,6 +194,19 @@ class ArtifactStore:
             _download(fs, path, staging)
             _publish(staging, cached, exists_ok=True)
         return cached
+
+
+def _uri_in(fs: AbstractFileSystem, path: str) -> str:
+    """The artifact URI of ``path`` on ``fs``: local paths as they are, else a full URL."""
+    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """When a listed entry last changed: local files say ``mtime``, S3 ``LastModified``."""
+    value = info.get("mtime", info.get("LastModified"))
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value) if value is not None else None
 
 
 def _checked_key(key: str) -> str:

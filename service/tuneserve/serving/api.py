@@ -6,8 +6,9 @@ from fastapi import FastAPI
 
 from tuneserve import __version__
 from tuneserve.serving.access_log import install_access_log
+from tuneserve.serving.body_limit import install_body_limit
 from tuneserve.serving.errors import install_error_handlers
-from tuneserve.serving.routes import chat, files, jobs, metrics, models, tasks
+from tuneserve.serving.routes import chat, files, jobs, keys, metrics, models, tasks
 from tuneserve.tasks.catalog import TaskCatalog
 
 
@@ -19,6 +20,7 @@ def create_api(catalog: TaskCatalog) -> FastAPI:
         description="NLP tasks served on Ray Serve, fine-tuned online.",
     )
     install_error_handlers(api)
+    install_body_limit(api)  # inside the access log, which then logs its 413s and 503s
     install_access_log(api)
     routers = (
         models.router,
@@ -27,6 +29,7 @@ def create_api(catalog: TaskCatalog) -> FastAPI:
         files.router,
         jobs.router,
         metrics.router,
+        keys.router,
     )
     for router in routers:
         api.include_router(router)

@@ -4,19 +4,46 @@ While a batch is on the model, new requests queue; when the model frees up, ever
 queued (up to ``max_batch_size`` items) goes as the next batch. Batches form under load and
 never delay an idle server. ``wait_s`` optionally lingers for more items, but only when the
 batch already holds several requests, so a lone request never pays it.
+
+One bad request fails only itself. When a batch of several requests fails, ``check``
+looks at each request alone (preprocessing only, no model call): those that fail alone get
+their own error, and the others run once more, together. A failure no single request
+explains (the model's own) fails the whole batch: running it again request by request
+would multiply the work of a broken model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+logger = logging.getLogger("tuneserve.batcher")
+
 RunBatch = Callable[[list[Any]], Awaitable[list[Any]]]
+# each request's items → per request, the error it fails with alone (None: it passes)
+CheckRequests = Callable[[list[Sequence[Any]]], Awaitable[list[BaseException | None]]]
+
+
+def problems_alone(
+    preprocess: Callable[[Sequence[Any]], Any], requests: list[Sequence[Any]]
+) -> list[Exception | None]:
+    """A ``check`` from a handler's ``preprocess``: what each request raises on its own."""
+    problems: list[Exception | None] = []
+    for items in requests:
+        try:
+            preprocess(items)
+        except Exception as error:
+            problems.append(error)
+        else:
+            problems.append(None)
+    return problems
 
 
 @dataclass
@@ -34,6 +61,11 @@ class BatchRecord:
     items: int
     requests: int
     waited_s: tuple[float, ...] = ()
+    # numbered across the process, so "batches since" survives a version's reload
+    seq: int = field(default_factory=lambda: next(_BATCH_NUMBERS))
+
+
+_BATCH_NUMBERS = itertools.count(1)
 
 
 @dataclass
@@ -42,6 +74,7 @@ class Batcher:
     max_batch_size: int
     wait_s: float = 0.0
     on_batch: Callable[[BatchRecord], None] | None = None  # told of each batch as it starts
+    check: CheckRequests | None = None  # after a failed batch: which requests fail alone
     history: deque[BatchRecord] = field(default_factory=lambda: deque(maxlen=1000))
 
     def __post_init__(self) -> None:
@@ -83,30 +116,71 @@ class Batcher:
                 size = self._take(taken, size)
             if not taken:
                 continue
-            await self._run(taken, size)
-
-    async def _run(self, taken: list[_Pending], size: int, retry: bool = False) -> None:
-        items = [item for entry in taken for item in entry.items]
-        if not retry:  # a retried request was already counted, with its wait, in its batch
-            now = time.perf_counter()
-            waits = tuple(now - entry.queued_at for entry in taken)
-            record = BatchRecord(size, len(taken), waits)
-            self.history.append(record)
-            if self.on_batch is not None:
-                self.on_batch(record)
-        try:
-            outputs = await self.run_batch(items)
-        except Exception as error:
-            if len(taken) > 1:  # one bad request must not fail the others: retry them apart
+            self._record(taken, size)
+            try:
+                await self._run(taken)
+            except Exception as error:  # a fault of the batcher's own: the worker goes on
+                logger.exception("running a batch of %d requests failed", len(taken))
+                _settle(taken, error)
+            except asyncio.CancelledError:  # no request may wait forever on a dead worker
                 for entry in taken:
-                    await self._run([entry], len(entry.items), retry=True)
+                    entry.future.cancel()
+                raise
+
+    def _record(self, taken: list[_Pending], size: int) -> None:
+        now = time.perf_counter()
+        record = BatchRecord(size, len(taken), tuple(now - entry.queued_at for entry in taken))
+        self.history.append(record)
+        if self.on_batch is not None:
+            self.on_batch(record)
+
+    async def _run(self, taken: list[_Pending]) -> None:
+        try:
+            outputs = await self.run_batch([item for entry in taken for item in entry.items])
+        except Exception as error:
+            if len(taken) == 1 or self.check is None:
+                _settle(taken, error)
                 return
-            if not taken[0].future.done():
-                taken[0].future.set_exception(error)
+            await self._without_bad_requests(taken, error)
             return
-        start = 0
-        for entry in taken:
-            end = start + len(entry.items)
-            if not entry.future.done():
-                entry.future.set_result(outputs[start:end])
-            start = end
+        _settle(taken, outputs)
+
+    async def _without_bad_requests(self, taken: list[_Pending], error: Exception) -> None:
+        """A batch of several requests failed: fail those that fail alone, run the rest once."""
+        try:
+            problems = await self.check([entry.items for entry in taken])
+        except Exception:
+            logger.exception("checking the requests of a failed batch failed too")
+            problems = [None] * len(taken)
+        bad = [(entry, p) for entry, p in zip(taken, problems, strict=True) if p is not None]
+        if not bad:
+            logger.error("a batch of %d requests failed", len(taken), exc_info=error)
+            _settle(taken, error)
+            return
+        for entry, problem in bad:
+            _settle([entry], problem)
+        good = [entry for entry, problem in zip(taken, problems, strict=True) if problem is None]
+        if good:
+            try:
+                outputs = await self.run_batch([item for entry in good for item in entry.items])
+            except Exception as again:
+                _settle(good, again)
+                return
+            _settle(good, outputs)
+
+
+def _settle(taken: list[_Pending], outcome: list[Any] | BaseException) -> None:
+    """Give each request its slice of the batch's outputs, or the batch's error."""
+    if not isinstance(outcome, BaseException):
+        expected = sum(len(entry.items) for entry in taken)
+        if len(outcome) != expected:
+            outcome = RuntimeError(f"the batch gave {len(outcome)} outputs for {expected} items")
+    start = 0
+    for entry in taken:
+        end = start + len(entry.items)
+        if not entry.future.done():
+            if isinstance(outcome, BaseException):
+                entry.future.set_exception(outcome)
+            else:
+                entry.future.set_result(outcome[start:end])
+        start = end

@@ -1,58 +1,45 @@
 """Continuous batching for chat inside one replica.
 
 New streams join the running batch between decoding steps (their prompts are prefilled
-together, then their KV cache is merged in); finished, cancelled or disconnected streams
+together, then their KV cache is merged in); finished, cancelled, failed or expired streams
 leave it at the next step. Every step runs on the replica's model thread, so the event
 loop keeps accepting requests while the model works.
+
+No request can stop the engine: a failed sample fails its stream, a failed prefill the
+joiners, a failed decoding pass the running streams (and empties the batch: the KV cache
+may be half-written), anything else in a step all of its streams. Each failure is logged
+and reaches its streams as a typed error; a loop that dies fails every stream it held, and
+the next request starts a new one. Streams have deadlines, and a replica a cap on them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import torch
 
+from tuneserve.errors import Timeout, TuneserveError, Unavailable
 from tuneserve.serving import kv_cache
+from tuneserve.serving.chat_streams import (
+    EngineStats,
+    Stream,
+    StreamSlots,
+    client_error,
+    messages,
+)
 from tuneserve.serving.version_metrics import VersionMetrics, unrecorded
 from tuneserve.tasks.chat import ChatDelta, ChatItem
 from tuneserve.tasks.handlers.chat import ChatHandler
-from tuneserve.tasks.handlers.generation import SequenceState
+
+logger = logging.getLogger("tuneserve.chat_engine")
 
 RunInThread = Callable[..., Awaitable]
-
-
-@dataclass
-class _Stream:
-    state: SequenceState
-    prompt: list[int]
-    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: bool = False
-    tokens_at_cancel: int = 0
-    queued_at: float = field(default_factory=time.perf_counter)
-
-
-@dataclass
-class EngineStats:
-    steps: int = 0
-    largest_batch: int = 0
-    tokens_generated: int = 0
-    streams_started: int = 0
-    streams_cancelled: int = 0
-    # tokens generated after a cancel, at most, over all cancelled streams (bounded by design)
-    most_tokens_after_cancel: int = 0
-
-
-def _coalesce(delta: ChatDelta, outbox: asyncio.Queue) -> ChatDelta:
-    """Fold deltas already waiting into one: a slow reader gets fewer, larger messages
-    instead of falling behind one message per token."""
-    while delta.finish_reason is None and not outbox.empty():
-        later = outbox.get_nowait()
-        delta = later.model_copy(update={"text": delta.text + later.text})
-    return delta
+Update = tuple[Stream, ChatDelta | TuneserveError]
 
 
 class ChatEngine:
@@ -65,103 +52,167 @@ class ChatEngine:
         max_batch_size: int,
         stream_interval_s: float = 0.0,
         metrics: VersionMetrics | None = None,
+        *,
+        stream_timeout_s: float = 300.0,
+        slots: StreamSlots | None = None,  # a replica shares one between its models
+        clock: Callable[[], float] = time.monotonic,  # of deadlines (tests move theirs)
+        name: str = "chat",  # the model version, in log lines
     ):
         self.handler = handler
         self.metrics = metrics or unrecorded()
         self.stream_interval_s = stream_interval_s
         self.run_in_thread = run_in_thread
         self.max_batch_size = max_batch_size
+        self.stream_timeout_s = stream_timeout_s
+        self.slots = slots or StreamSlots(sys.maxsize)
+        self.clock = clock
+        self.name = name
         self.stats = EngineStats()
-        self._waiting: deque[_Stream] = deque()
-        self._active: list[_Stream] = []
-        self._cache = None
-        self._attention: torch.Tensor | None = None
-        self._positions: torch.Tensor | None = None
-        self._last: torch.Tensor | None = None
+        self._waiting: deque[Stream] = deque()
+        self._joining: list[Stream] = []  # taken from the queue for the step in progress
+        self._active: list[Stream] = []
+        self._reset_batch()
         self._loop_task: asyncio.Task | None = None
+        self._stepping = False  # a step is running in the model thread
 
+    # --- streams (event loop) ----------------------------------------------------------
     async def generate(self, item: ChatItem) -> AsyncIterator[ChatDelta]:
-        """Deltas of one completion; closing this iterator cancels the stream."""
-        stream = _Stream(state=self.handler.start(item), prompt=self.handler.prompt_ids(item))
-        self._waiting.append(stream)
-        self.stats.streams_started += 1
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.get_running_loop().create_task(self._run())
-        loop = asyncio.get_running_loop()
-        sent_at, first_at = float("-inf"), None
-        try:
-            while True:
-                delta = await self._next_message(stream.outbox, sent_at + self.stream_interval_s)
-                if first_at is None:
-                    first_at = time.perf_counter()
-                    self.metrics.first_token(first_at - stream.queued_at)
-                yield delta
-                sent_at = loop.time()
-                if delta.finish_reason is not None:
-                    after_first = stream.state.generated - 1
-                    self.metrics.completion(after_first, time.perf_counter() - first_at)
-                    return
-        finally:
-            if not stream.state.finished:
-                stream.tokens_at_cancel = stream.state.generated
-                stream.cancelled = True
-                self.stats.streams_cancelled += 1
+        """Deltas of one completion; closing this iterator cancels the stream.
 
-    @staticmethod
-    async def _next_message(outbox: asyncio.Queue, not_before: float) -> ChatDelta:
-        """The next delta, merged with every one that arrives until ``not_before``.
-
-        Each message costs a trip through the gateway and proxy; past a few hundred per
-        second those trips, not decoding, bound throughput, so a stream sends at most one
-        message per interval. The first token goes out at once.
+        Raises ``Unavailable`` when the replica already holds its most streams, ``Timeout``
+        past the stream's deadline, or the error its decoding failed with.
         """
-        delta = _coalesce(await outbox.get(), outbox)
-        loop = asyncio.get_running_loop()
-        while delta.finish_reason is None and (wait := not_before - loop.time()) > 0:
+        with self.slots.hold():
+            deadline = self.clock() + self.stream_timeout_s
+            stream = Stream(self.handler.start(item), self.handler.prompt_ids(item), deadline)
+            self._waiting.append(stream)
+            self.stats.streams_started += 1
+            if self._loop_task is None or self._loop_task.done():
+                self._loop_task = asyncio.get_running_loop().create_task(self._run())
             try:
-                later = await asyncio.wait_for(outbox.get(), wait)
+                async for delta in messages(
+                    stream, self.clock, self.stream_interval_s, self.metrics
+                ):
+                    yield delta
             except TimeoutError:
-                break
-            delta = _coalesce(later.model_copy(update={"text": delta.text + later.text}), outbox)
-        return delta
+                raise self._expire(stream) from None
+            finally:
+                if not stream.done:  # the client went away (or another error) mid-way
+                    stream.tokens_at_cancel = stream.state.generated
+                    stream.cancelled = True
+                    self.stats.streams_cancelled += 1
 
+    def _fail(self, stream: Stream, error: TuneserveError) -> None:
+        if stream.fail(error):
+            self.stats.streams_failed += 1
+
+    def _expire(self, stream: Stream) -> TuneserveError:
+        """End a stream past its deadline; the error it ends with."""
+        if not stream.done:
+            logger.warning("chat %s: stream %d passed its deadline", self.name, stream.id)
+            self.stats.streams_timed_out += 1
+            self._fail(
+                stream,
+                Timeout(
+                    f"the completion ran past its {self.stream_timeout_s:g} s deadline "
+                    "(serving.chat_stream_timeout_s) and was stopped: ask for fewer tokens, "
+                    "or retry when the server is less busy",
+                    code="stream_timeout",
+                ),
+            )
+        return stream.error or Timeout("the completion ran past its deadline")
+
+    # --- the loop (event loop) ---------------------------------------------------------
     async def _run(self) -> None:
-        while self._active or self._waiting:
-            room = self.max_batch_size - len(self._active)
-            joiners = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
-            started = time.perf_counter()
-            for stream in joiners:
-                if not stream.cancelled:  # one that left while waiting is never prefilled
-                    self.metrics.stream_joined(started - stream.queued_at, len(stream.prompt))
-            updates = await self.run_in_thread(self._step, joiners)
-            if updates:
-                self.metrics.decoding_step(len(updates), time.perf_counter() - started)
-            for stream, delta in updates:
-                stream.outbox.put_nowait(delta)
+        """Step while any stream is unfinished; never end silently."""
+        try:
+            while any(not s.done for s in (*self._active, *self._waiting)):
+                await self._run_step()
+        except BaseException as error:  # a cancelled loop too: no stream may wait forever
+            live = [s for s in (*self._active, *self._joining, *self._waiting) if not s.done]
+            if live or isinstance(error, Exception):
+                message = "chat %s: the engine loop stopped; failing its %d streams"
+                logger.error(message, self.name, len(live), exc_info=error)
+            for stream in live:
+                message = f"the chat engine of {self.name} stopped; retry"
+                self._fail(stream, Unavailable(message, retry_after_s=1))
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            self._waiting.clear()
+            self._joining = []
+            if not self._stepping:  # idle or stopped: free the KV cache
+                self._reset_batch()
+            # else cancelled mid-step: the step ends in its thread, and the next step
+            # drops every stream it left (all ended here) before it decodes
 
-    def _step(self, joiners: list[_Stream]) -> list[tuple[_Stream, ChatDelta]]:
+    async def _run_step(self) -> None:
+        now = self.clock()
+        for stream in [*self._active, *self._waiting]:
+            if not stream.done and now > stream.deadline:
+                self._expire(stream)  # a running one leaves the batch in this step
+        room = self.max_batch_size - len(self._active)
+        self._joining = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+        started = time.perf_counter()
+        for stream in self._joining:
+            if not stream.done:  # one that left while waiting is never prefilled
+                self.metrics.stream_joined(started - stream.queued_at, len(stream.prompt))
+        self._stepping = True  # stays so if the loop is cancelled while the thread steps
+        try:
+            updates = await self.run_in_thread(self._step, self._joining)
+        except Exception as error:  # outside every guard of ``_step``: trust nothing
+            self.stats.steps_failed += 1
+            updates = self._failed("a decoding step", [*self._active, *self._joining], error)
+            self._reset_batch()
+        self._stepping, self._joining = False, []
+        deltas = 0
+        for stream, update in updates:
+            if isinstance(update, TuneserveError):
+                self._fail(stream, update)
+            else:
+                stream.outbox.put_nowait(update)
+                deltas += 1
+        if deltas:
+            self.metrics.decoding_step(deltas, time.perf_counter() - started)
+
+    def _failed(self, what: str, streams: Iterable[Stream], error: BaseException) -> list[Update]:
+        """Log a failure and pair each stream it ended with the error it ends with."""
+        ended = [s for s in dict.fromkeys(streams) if s.reachable]
+        ids = [s.id for s in ended]
+        logger.error("chat %s: %s failed; streams %s end", self.name, what, ids, exc_info=error)
+        return [(stream, client_error(error)) for stream in ended]
+
+    # --- one step (model thread) -------------------------------------------------------
+    def _step(self, joiners: list[Stream]) -> list[Update]:
         """Drop leavers, decode one token for the running rows, prefill the joiners."""
         with torch.inference_mode():
             self._drop_leavers()
             updates = self._decode() if self._active else []
-            joiners = [s for s in joiners if not s.cancelled]
+            joiners = [s for s in joiners if not s.done]
             if joiners:
                 updates += self._prefill(joiners)
         self.stats.steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(self._active))
-        self.stats.tokens_generated += len(updates)
+        self.stats.tokens_generated += sum(isinstance(u, ChatDelta) for _, u in updates)
         return updates
+
+    def _reset_batch(self) -> None:
+        """An empty batch: no rows, no KV cache (the next joiners start a new one)."""
+        self._active, self._cache = [], None
+        self._attention: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
+        self._last: torch.Tensor | None = None
 
     def _drop_leavers(self) -> None:
         for stream in self._active:
             if stream.cancelled:
                 late = stream.state.generated - stream.tokens_at_cancel
                 self.stats.most_tokens_after_cancel = max(self.stats.most_tokens_after_cancel, late)
-        keep = [i for i, s in enumerate(self._active) if not (s.cancelled or s.state.finished)]
+        keep = [i for i, s in enumerate(self._active) if not s.done]
         if len(keep) == len(self._active):
             return
         if not keep:
-            self._active, self._cache = [], None
+            self._reset_batch()
             return
         self._cache, self._attention = kv_cache.select(self._cache, self._attention, keep)
         index = torch.tensor(keep, dtype=torch.long, device=self._attention.device)
@@ -169,20 +220,36 @@ class ChatEngine:
         self._last = self._last.index_select(0, index)
         self._active = [self._active[i] for i in keep]
 
-    def _decode(self) -> list[tuple[_Stream, ChatDelta]]:
+    def _decode(self) -> list[Update]:
+        """One token for every running row. A failed pass fails them all and empties the
+        batch: the model may have written part of this step into the KV cache."""
         attention = torch.cat([self._attention, torch.ones_like(self._last[:, None])], dim=1)
-        logits, self._cache = self.handler.step_logits(
-            self._last[:, None], attention, self._positions[:, None], self._cache
-        )
-        self._attention, self._positions = attention, self._positions + 1
+        try:
+            logits, cache = self.handler.step_logits(
+                self._last[:, None], attention, self._positions[:, None], self._cache
+            )
+        except Exception as error:
+            self.stats.steps_failed += 1
+            updates = self._failed("a decoding pass", self._active, error)
+            self._reset_batch()
+            return updates
+        self._cache, self._attention, self._positions = cache, attention, self._positions + 1
         self._last, updates = self._sample(self._active, logits, self._positions)
         return updates
 
-    def _prefill(self, joiners: list[_Stream]) -> list[tuple[_Stream, ChatDelta]]:
-        inputs = self.handler.left_padded([s.prompt for s in joiners])
-        attention = inputs["attention_mask"]
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        logits, cache = self.handler.step_logits(inputs["input_ids"], attention, positions, None)
+    def _prefill(self, joiners: list[Stream]) -> list[Update]:
+        """The joiners' prompts in one pass, then their KV cache joins the batch's. A failed
+        pass fails only the joiners: the running batch is untouched until the merge."""
+        try:
+            inputs = self.handler.left_padded([s.prompt for s in joiners])
+            attention = inputs["attention_mask"]
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            logits, cache = self.handler.step_logits(
+                inputs["input_ids"], attention, positions, None
+            )
+        except Exception as error:
+            self.stats.steps_failed += 1
+            return self._failed("a prefill pass", joiners, error)
         next_positions = attention.sum(-1)
         last, updates = self._sample(joiners, logits, next_positions)
         if self._cache is None:
@@ -197,17 +264,26 @@ class ChatEngine:
         self._active += joiners
         return updates
 
-    def _sample(self, streams, logits, positions) -> tuple[torch.Tensor, list]:
-        """Next token of each stream; a stream whose context is full ends with 'length'."""
+    def _sample(self, streams, logits, positions) -> tuple[torch.Tensor, list[Update]]:
+        """Next token of each stream; a stream whose context is full ends with 'length'.
+
+        A row that fails to sample (non-finite logits, say) fails its own stream, which
+        leaves the batch at the next step; its placeholder token is never decoded.
+        """
         tokens, updates = [], []
         for row, stream in enumerate(streams):
             state = stream.state
             full = int(positions[row]) + 1 >= self.handler.max_length
-            token, text = state.advance(logits[row], full)
+            try:
+                token, text = state.advance(logits[row], full)
+            except Exception as error:
+                tokens.append(0)
+                updates += self._failed(f"sampling stream {stream.id}", [stream], error)
+                continue
             tokens.append(token)
             delta = ChatDelta(index=0, text=text, finish_reason=state.finish_reason)
             if state.finished:
                 usage = {"prompt_tokens": len(stream.prompt), "completion_tokens": state.generated}
                 delta.usage = usage
             updates.append((stream, delta))
-        return torch.tensor(tokens, device=logits.device), updates
+        return torch.tensor(tokens, dtype=torch.long, device=logits.device), updates

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 
+from tuneserve.control.access import ADMIN, FINE_TUNE, INFERENCE, Authenticator, Principal
 from tuneserve.control.fine_tuning import FineTuningService
 from tuneserve.control.models import ModelService
-from tuneserve.errors import Unauthorized
 
 
 def _gateway() -> Any:
@@ -31,18 +31,46 @@ async def fine_tuning_service() -> FineTuningService:
     return (await _gateway().services()).fine_tuning
 
 
-def require_admin(request: Request) -> None:
-    """Admin routes (promote, rollback) need ``Authorization: Bearer <admin_token>`` when
-    the ``admin_token`` setting is set."""
-    token = _gateway().settings.admin_token
-    if token is None:
-        return
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
-        raise Unauthorized("this route needs the admin token: Authorization: Bearer <token>")
+# declares the scheme in the OpenAPI document; the header itself is read as raw bytes below
+_bearer = HTTPBearer(auto_error=False, description="An API key (`tuneserve keys create`).")
+
+
+async def caller(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """Who sends the request, from ``Authorization: Bearer <key>`` (401 without a valid key).
+
+    The header is read as raw bytes: any bytes at all are a 401, never a decoding error.
+    """
+    header = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
+    return await _gateway().authenticate(header)
+
+
+# One function per scope, at module level: Serve pickles the app to its replicas, and only
+# module-level functions keep the module's names their annotations refer to.
+async def _inference(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    return principal.require(INFERENCE)
+
+
+async def _fine_tune(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    return principal.require(FINE_TUNE)
+
+
+async def _admin(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    return principal.require(ADMIN)
+
+
+async def authenticator() -> Authenticator:
+    return (await _gateway().services()).authenticator
 
 
 GatewayDep = Annotated[Any, Depends(current_gateway)]
 ModelsDep = Annotated[ModelService, Depends(model_service)]
 FineTuningDep = Annotated[FineTuningService, Depends(fine_tuning_service)]
-AdminDep = Depends(require_admin)
+AuthenticatorDep = Annotated[Authenticator, Depends(authenticator)]
+# the caller, checked to hold a scope (admin holds every scope)
+Caller = Annotated[Principal, Depends(caller)]
+InferenceCaller = Annotated[Principal, Depends(_inference)]
+FineTuneCaller = Annotated[Principal, Depends(_fine_tune)]
+AdminCaller = Annotated[Principal, Depends(_admin)]
+AdminDep = Depends(_admin)  # for routes that need no principal, only the check

@@ -19,7 +19,9 @@ from tuneserve.errors import (
     MethodNotAllowed,
     NotFound,
     TuneserveError,
+    Unauthorized,
     Unavailable,
+    unreadable_json,
 )
 
 logger = logging.getLogger("tuneserve.gateway")
@@ -60,6 +62,8 @@ def error_response(error: TuneserveError) -> JSONResponse:
     headers = {}
     if isinstance(error, Unavailable):
         headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
 
 
@@ -90,6 +94,10 @@ def _http_error(request: Request, error: HTTPException) -> JSONResponse:
         )
     if error.status_code == 404:
         return error_response(NotFound(f"no route {request.method} {request.url.path}"))
+    # FastAPI wraps any failure to parse a body as a bare 400; say which, when we know
+    reason = unreadable_json(error.__cause__) if error.__cause__ else None
+    if reason:
+        return error_response(InvalidRequest(f"the body is not accepted JSON: {reason}"))
     return error_response(InvalidRequest(str(error.detail)))
 
 

@@ -62,4 +62,5 @@ class ServePromoter:
 
     def __call__(self, model: str, version: int, expected_from: int, reason: str) -> str:
         swap = self.models.swap_to(model, version, expected_from, reason)
-        return f"promoted in {swap.seconds:.2f} s on {len(swap.replicas)} replica(s)"
+        done = f"promoted in {swap.seconds:.2f} s on {len(swap.replicas)} replica(s)"
+        return f"{done}; warning: {swap.warning}" if swap.warning else done

@@ -17,12 +17,14 @@ import ray
 from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
+from tuneserve.control.access import OPEN, Authenticator, Principal
 from tuneserve.control.fine_tuning import FineTuningService
 from tuneserve.control.models import ModelService
 from tuneserve.control.resolver import Target
 from tuneserve.errors import PayloadTooLarge
 from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
+from tuneserve.registry.keys import KeyStore
 from tuneserve.serving.access_log import note_served, note_texts
 from tuneserve.serving.errors import serve_errors_as_ours
 from tuneserve.serving.fleet import ServeFleet
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # the type only: importing the pipeline would load Ray Train 
 class Services:
     models: ModelService
     fine_tuning: FineTuningService
+    authenticator: Authenticator
 
 
 class Gateway:
@@ -70,13 +73,31 @@ class Gateway:
         fine_tuning = FineTuningService(
             self.settings, registry, store, self.catalog, lambda: self.runner.wake.remote()
         )
-        return Services(models, fine_tuning)
+        admin_token = self.settings.admin_token
+        authenticator = Authenticator(
+            KeyStore(registry.engine),
+            admin_token.get_secret_value().encode() if admin_token else None,
+            self.settings.auth.key_cache_ttl_s,
+        )
+        return Services(models, fine_tuning, authenticator)
 
     async def services(self) -> Services:
         """The control-plane services; the first call connects, in a thread."""
         if "_services" not in self.__dict__:
             await asyncio.to_thread(lambda: self._services)
         return self._services
+
+    async def authenticate(self, header: bytes | None) -> Principal:
+        """The caller of a request, from its raw ``Authorization`` header (401 if unknown).
+
+        Answered on the event loop from the in-memory keys; a database read (keys older
+        than their time to live, or an id not seen yet) runs in a thread.
+        """
+        if self.settings.auth.mode == "open":
+            return OPEN
+        authenticator = (await self.services()).authenticator
+        principal = authenticator.authenticate(header, may_read=False)
+        return principal or await asyncio.to_thread(authenticator.authenticate, header)
 
     @property
     def runner(self):
@@ -87,8 +108,9 @@ class Gateway:
         return get_or_start_runner(self.settings, self.promote)
 
     async def runner_state(self) -> dict:
-        """The job runner's settings fingerprint and jobs; a stale runner is replaced here
-        when idle (readiness probes call this, so a redeploy's new settings reach it)."""
+        """The job runner's settings fingerprint, jobs and heartbeat age (seconds since its
+        loop last went round); a stale runner is replaced here when idle (readiness probes
+        call this, so a redeploy's new settings reach it)."""
         wanted = self.settings.fingerprint()
 
         def look() -> dict:
@@ -105,8 +127,11 @@ class Gateway:
             state = await asyncio.to_thread(look)
         except ray.exceptions.GetTimeoutError:  # a new runner connecting to the registry
             state = {"state": "starting: the job runner did not answer within 10 s"}
+        except ray.exceptions.ActorUnavailableError:  # it crashed; Ray is starting it again
+            state = {"state": "restarting: the job runner stopped and Ray is restarting it"}
         except Exception as error:  # training is down: say so; serving is still ready
-            state = {"error": f"{type(error).__name__}: {error}"}
+            # the kind of failure only: /readyz is public, an exception's text may not be
+            state = {"error": f"the job runner did not answer ({type(error).__name__})"}
         return state | {"wanted_fingerprint": wanted}
 
     @functools.cached_property

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import ray
 from ray import serve
 
-from tuneserve.serving.app import build_app
+from tuneserve.serving.app import build_app, with_access_mode
+from tuneserve.serving.body_limit import PROXY_CALLBACK
 from tuneserve.serving.fleet import ServePromoter
 from tuneserve.settings import Settings
 from tuneserve.training.runner import get_or_start_runner
@@ -18,9 +21,14 @@ def start(settings: Settings) -> str:
 
 
 def connect_ray(settings: Settings) -> None:
-    """Join the cluster at ``ray_address``, or start a local one under the data dir."""
+    """Join the cluster at ``ray_address``, or start a local one under the data dir.
+
+    A local cluster's HTTP proxy gets the body guard (``body_limit.PROXY_CALLBACK``): Serve
+    reads the variable from the environment its processes start with.
+    """
     if ray.is_initialized():
         return
+    os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
     if settings.ray.address:
         ray.init(address=settings.ray.address)
         return
@@ -42,6 +50,7 @@ def _metrics_config(settings: Settings) -> dict | None:
 
 def deploy(settings: Settings) -> str:
     """Start the job runner and the Serve application on the connected cluster."""
+    settings = with_access_mode(settings, settings.serving.host)
     # the job runner first, and waited for: it marks jobs a previous run left mid-flight,
     # so nobody sees a stale "running" job once the API answers
     runner = get_or_start_runner(settings, ServePromoter(settings))
@@ -50,7 +59,8 @@ def deploy(settings: Settings) -> str:
         proxy_location=settings.serving.proxy_location,
         http_options={"host": settings.serving.host, "port": settings.serving.port},
     )
-    serve.run(build_app(settings), name=settings.app_name, route_prefix="/", blocking=False)
+    app = build_app(settings, bind_host=settings.serving.host)
+    serve.run(app, name=settings.app_name, route_prefix="/", blocking=False)
     return f"http://{settings.serving.host}:{settings.serving.port}"
 
 

@@ -21,8 +21,9 @@ from ray import serve
 from tuneserve.errors import NotFound
 from tuneserve.logs import configure_logging
 from tuneserve.registry import connect, refuse_node_local
-from tuneserve.serving.batcher import Batcher
+from tuneserve.serving.batcher import Batcher, problems_alone
 from tuneserve.serving.chat_engine import ChatEngine
+from tuneserve.serving.chat_streams import StreamSlots
 from tuneserve.serving.resident import Key, Resident, ResidentModels
 from tuneserve.serving.version_metrics import VersionMetrics
 from tuneserve.settings import TaskServerSettings
@@ -50,6 +51,8 @@ class TaskServer:
         # one model thread per replica: batches run one after another, never oversubscribed
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{task}-model")
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
+        # one cap on the chat streams of this replica, whichever of its models they use
+        self._stream_slots = StreamSlots(settings.serving.max_streams_per_replica)
         self.models = ResidentModels(
             settings.serving.resident_versions,
             self._load,
@@ -105,20 +108,28 @@ class TaskServer:
         except Exception:
             metrics.load_failed()
             raise
+        serving = self.settings.serving
         if self.spec.streams:
             runtime: Any = ChatEngine(
                 handler,
                 self._in_model_thread,
-                self.settings.serving.max_batch_size,
-                self.settings.serving.stream_interval_s,
+                serving.max_batch_size,
+                serving.stream_interval_s,
                 metrics,
+                stream_timeout_s=serving.chat_stream_timeout_s,
+                slots=self._stream_slots,
+                name=f"{name}@{number}",
             )
         else:
             runtime = Batcher(
                 lambda items, h=handler: self._predict_batch(h, metrics, items),
-                self.settings.serving.max_batch_size,
-                self.settings.serving.batch_wait_timeout_s,
+                serving.max_batch_size,
+                serving.batch_wait_timeout_s,
                 on_batch=metrics.batch_started,
+                # a failed batch: which requests fail alone (preprocessed one by one)
+                check=lambda requests, h=handler: self._in_model_thread(
+                    problems_alone, h.preprocess, requests
+                ),
             )
         seconds = time.perf_counter() - started
         metrics.loaded(seconds)
@@ -239,7 +250,7 @@ class TaskServer:
         for resident in self.models.loaded():
             label, runtime = "{}@{}".format(*resident.key), resident.runtime
             if isinstance(runtime, Batcher):
-                batches[label] = [[record.items, record.requests] for record in runtime.history]
+                batches[label] = [[r.items, r.requests, r.seq] for r in runtime.history]
             else:
                 chat[label] = vars(runtime.stats)
         return {

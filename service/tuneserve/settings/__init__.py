@@ -16,19 +16,20 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tuneserve.settings.deployment import DeploymentOptions
+from tuneserve.settings.guards import AuthSettings, LimitSettings, TenantQuotas
 from tuneserve.settings.sections import (
-    LimitSettings,
     RaySettings,
     RegistrySettings,
     ServingSettings,
     TaskSettings,
     TelemetrySettings,
-    TrainingSettings,
     ZooProfile,
     ZooSettings,
 )
+from tuneserve.settings.training import TrainingSettings
 
 __all__ = [
+    "AuthSettings",
     "DeploymentOptions",
     "LimitSettings",
     "RaySettings",
@@ -38,6 +39,7 @@ __all__ = [
     "TaskServerSettings",
     "TaskSettings",
     "TelemetrySettings",
+    "TenantQuotas",
     "TrainingSettings",
     "ZooProfile",
     "ZooSettings",
@@ -68,8 +70,11 @@ class Settings(BaseSettings):
     app_name: str = Field(default="tuneserve", description="Serve application name.")
     admin_token: SecretStr | None = Field(
         default=None,
-        description="When set, promote and rollback need 'Authorization: Bearer <token>'.",
+        description="A bootstrap admin key ('Authorization: Bearer <token>'), from a secret: "
+        "how the first API keys are made on a cluster. Every route accepts it as admin.",
     )
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    quotas: TenantQuotas = Field(default_factory=TenantQuotas)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -27,7 +27,8 @@ class RegistrySettings(Section):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the registry; default: SQLite file in data_dir. "
-        "Postgres: postgresql+psycopg://user@host/db.",
+        "Postgres: postgresql+psycopg://user@host/db. SQLite: `?timeout=<seconds>` is how "
+        "long a write waits for another writer's lock before answering 503 (default 30).",
     )
     artifact_url: str | None = Field(
         default=None,
@@ -63,29 +64,6 @@ class TaskSettings(Section):
     )
 
 
-class LimitSettings(Section):
-    """Sizes accepted before any work is done (``TUNESERVE_LIMITS__*``)."""
-
-    max_input_chars: int = Field(
-        default=20_000, gt=0, description="Longest text accepted in one input item."
-    )
-    max_batch_items: int = Field(
-        default=64, gt=0, description="Most input items accepted in one request."
-    )
-    max_new_tokens: int = Field(
-        default=512, gt=0, description="Upper bound on generated tokens per item."
-    )
-    max_sequence_length: int = Field(
-        default=256,
-        gt=8,
-        description="Model input tokens per item; longer is truncated "
-        "(classification, NER, translation) or windowed with a stride (QA).",
-    )
-    max_upload_bytes: int = Field(default=50 * 2**20, gt=0, description="Largest file upload.")
-    max_file_rows: int = Field(default=200_000, gt=0, description="Most rows in one file.")
-    max_file_errors: int = Field(default=20, gt=0, description="Row errors listed per upload.")
-
-
 class ServingSettings(Section):
     """The HTTP proxy, the gateway and the task servers (``TUNESERVE_SERVING__*``)."""
 
@@ -119,6 +97,18 @@ class ServingSettings(Section):
         description="Least time between two messages of one chat stream; "
         "tokens decoded meanwhile travel together. The first token is sent at once.",
     )
+    chat_stream_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest a chat completion may take, from its arrival at the replica; "
+        "past it the stream ends with a 504 timeout error and leaves the batch.",
+    )
+    max_streams_per_replica: int = Field(
+        default=128,
+        ge=1,
+        description="Chat streams one replica holds at once (decoding or waiting for a "
+        "place in the batch); one more is refused with 503 and Retry-After.",
+    )
     torch_threads: int = Field(default=1, gt=0, description="torch threads per replica.")
     task_server: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Every TaskServer deployment."
@@ -136,62 +126,6 @@ class ServingSettings(Section):
         """The TaskServer options of one task: the shared ones plus its overrides."""
         overrides = self.task_overrides.get(task, {})
         return DeploymentOptions.model_validate(self.task_server.model_dump() | overrides)
-
-
-class TrainingSettings(Section):
-    """The job runner and Ray Train (``TUNESERVE_TRAINING__*``)."""
-
-    max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs training at once.")
-    validation_fraction: float = Field(
-        default=0.1,
-        gt=0,
-        lt=1,
-        description="Share of the training rows held out for "
-        "evaluation when a job has no validation_file (a seeded split).",
-    )
-    default_epochs: int = Field(default=3, ge=1, description="n_epochs='auto'.")
-    default_batch_size: int = Field(default=16, ge=1, description="batch_size='auto'.")
-    cpus_per_worker: float = Field(
-        default=1.0, gt=0, description="Logical CPUs each Ray Train worker reserves."
-    )
-    use_gpu: bool = Field(
-        default=False,
-        description="Train on one GPU per worker (mixed precision) when a job does not say.",
-    )
-    wait_for_resources: bool = Field(
-        default=False,
-        description="On an autoscaling cluster: a job whose workers do not fit now waits up to "
-        "start_timeout_s for the autoscaler to add nodes, instead of failing at once.",
-    )
-    worker_resources: dict[str, float] = Field(
-        default_factory=dict,
-        description="Custom Ray resources each training worker reserves: places the workers "
-        'on the nodes that advertise them, e.g. {"trainer": 1}.',
-    )
-    torch_threads: int = Field(default=1, ge=1, description="torch threads per worker.")
-    max_failures: int = Field(
-        default=2,
-        ge=-1,
-        description="Ray Train FailureConfig.max_failures (-1: forever): how often a run "
-        "whose worker died is restarted from its latest checkpoint.",
-    )
-    check_every_steps: int = Field(
-        default=5, ge=1, description="Steps between a progress event and a cancel check."
-    )
-    start_timeout_s: float = Field(
-        default=60, gt=0, description="Longest wait for the training workers to start."
-    )
-    cancel_grace_s: float = Field(
-        default=5,
-        ge=0,
-        description="How long a cancelled job may take to stop by itself "
-        "before its training task is killed.",
-    )
-    checkpoint_url: str | None = Field(
-        default=None,
-        description="Ray Train storage for epoch checkpoints; default: "
-        "<artifact_url>/checkpoints, inside the artifact store.",
-    )
 
 
 class TelemetrySettings(Section):

@@ -6,11 +6,22 @@ a generated one; fine-tuning puts the loss on assistant turns only.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from tuneserve.tasks.spec import TaskSpec
+
+# Below this temperature a completion decodes greedily (argmax): dividing the logits by a
+# temperature of, say, 1e-40 overflows float32 to inf and the softmax turns to NaN, while
+# the distribution at 1e-4 is already one-hot for any logit gap a model produces.
+GREEDY_BELOW_TEMPERATURE = 1e-4
+# ``torch.Generator.manual_seed`` takes 64 bits; OpenAI documents the seed as an int64.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+# OpenAI's limit on stop sequences; their length bounds how much text a stream holds back
+# (a possible stop-string prefix is never streamed before it is known not to be one).
+MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 4, 64
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
 
 
 class ChatMessage(BaseModel):
@@ -21,10 +32,16 @@ class ChatMessage(BaseModel):
 class ChatItem(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int = Field(default=128, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: list[str] = Field(default_factory=list, max_length=4)
-    seed: int | None = None
+    temperature: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=2.0,
+        allow_inf_nan=False,
+        description=f"Below {GREEDY_BELOW_TEMPERATURE} decodes greedily.",
+    )
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    stop: list[StopString] = Field(default_factory=list, max_length=MAX_STOP_SEQUENCES)
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     ignore_eos: bool = Field(default=False, description="Generate past the end-of-turn token.")
 
 

@@ -3,7 +3,8 @@
 Two families, by where the truth lives:
 
 - ``REPLICA_METRICS`` are recorded where things happen (gateway, task-server replicas, the
-  promoter) through Ray's metrics API, and exported by the Ray metrics agent of each node.
+  promoter, the job runner) through Ray's metrics API, and exported by the Ray metrics agent
+  of each node.
   Ray prefixes them ``ray_``; the scrape config we ship renames them back to ``tuneserve_``.
 - ``REGISTRY_METRICS`` are read from the registry at scrape time by the gateway's
   ``/metrics`` (versions, aliases, jobs), so every gateway replica gives the same answer.
@@ -164,6 +165,16 @@ SWAP_DURATION = MetricSpec(
     LOAD_BUCKETS,
 )
 
+# --- the job runner -------------------------------------------------------------------
+RUNNER_HEARTBEAT_AGE = MetricSpec(
+    "tuneserve_job_runner_heartbeat_age_seconds",
+    "gauge",
+    "Seconds since the job runner's worker loop last went round (or showed life while it "
+    "supervises a job); set by the runner every telemetry.gauge_refresh_s, so a runner "
+    "that is gone leaves no series: alert on a large value and on absence.",
+    (),
+)
+
 REPLICA_METRICS = (
     HTTP_REQUESTS,
     HTTP_DURATION,
@@ -181,6 +192,7 @@ REPLICA_METRICS = (
     MODEL_LOAD_DURATION,
     SWAPS,
     SWAP_DURATION,
+    RUNNER_HEARTBEAT_AGE,
 )
 
 # --- from the registry, at scrape time ------------------------------------------------

@@ -29,11 +29,13 @@ from pydantic import ValidationError
 from tuneserve.errors import InvalidRequest, PayloadTooLarge
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.spec import TaskSpec
+from tuneserve.training.untrusted_json import loads, outside_int64
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number"}
 BATCH_ROWS = 10_000  # rows handed to the sink at once
 INFER_FROM = 1_000  # records read to infer the task before giving up
+INT64_ERROR = "the number is out of range (a 64-bit integer)"
 
 
 @dataclass(frozen=True)
@@ -151,15 +153,13 @@ def _jsonl_records(data: bytes) -> Iterator[Record]:
     for line, raw in _lines(data):
         if not raw.strip():
             continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as error:
-            yield line, RowError(line, None, f"not valid JSON: {error.msg} at column {error.colno}")
-            continue
-        if isinstance(value, dict):
+        value, problem = loads(raw)
+        if problem:
+            yield line, RowError(line, None, problem)
+        elif isinstance(value, dict):
             yield line, value
         else:
-            kind = JSON_KINDS.get(type(value), json.dumps(value))  # true, false, null
+            kind = JSON_KINDS.get(type(value)) or json.dumps(value)  # true, false, null
             yield line, RowError(line, None, f"expected a JSON object, got {kind}")
 
 
@@ -254,10 +254,11 @@ def _row(
         return None
     found = []
     for name in json_fields & value.keys():
-        try:
-            value = value | {name: json.loads(value[name])}
-        except json.JSONDecodeError as error:
-            found.append(RowError(line, name, f"the cell is not valid JSON: {error.msg}"))
+        cell, problem = loads(value[name])
+        if problem:
+            found.append(RowError(line, name, f"the cell is {problem}"))
+        else:
+            value = value | {name: cell}
     row = None
     if not found:
         try:
@@ -269,6 +270,7 @@ def _row(
             ]
         else:
             found = [RowError(line, name, message) for name, message in spec.row_errors(row)]
+            found += [RowError(line, name, INT64_ERROR) for name in outside_int64(row)]
     for error in found:
         errors.add(error)
     return None if found else row

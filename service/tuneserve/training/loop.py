@@ -6,6 +6,9 @@ workers. Rank 0 writes step events and one checkpoint per epoch: the model, the 
 ``TrainingConfig`` and the optimizer and schedule state. A run Ray Train restarts after a
 failure resumes from the latest checkpoint (``ray.train.get_checkpoint``) instead of step 0.
 Every rank checks the cancel flag at the same steps and agrees on it.
+
+Workers hold no database connection: events and the cancel flag go through the runner
+actor (``reporter``), and only the artifact store's location reaches them.
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from tuneserve.logs import configure_logging
-from tuneserve.registry import connect
-from tuneserve.registry.jobs import JobStore
-from tuneserve.settings import RegistrySettings
+from tuneserve.registry import ArtifactStore
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.features import fingerprint, open_rows, shard, tokenized
@@ -88,10 +89,12 @@ def _validation_loss(model, handler, features, batch_size: int) -> float | None:
     return sum(losses) / len(losses)
 
 
-def _report(jobs: JobStore, job_id: str, message: str, data: dict | None = None) -> None:
-    """A job event (the API's events, the metrics' progress) and the same as a log line."""
-    jobs.add_event(job_id, message, data=data)
-    logger.info(message, extra={"job_id": job_id})
+def _report(reporter, job_id: str, message: str | None = None, data: dict | None = None) -> bool:
+    """A job event (the API's events, the metrics' progress) through the runner, and the
+    same as a log line; the answer: whether the job's cancel was asked for."""
+    if message is not None:
+        logger.info(message, extra={"job_id": job_id})
+    return ray.get(reporter.progress.remote(job_id, message, data))
 
 
 def _save_checkpoint(handler, config, optimizer, schedule, progress, metrics) -> None:
@@ -155,9 +158,9 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     config = TrainingConfig.model_validate(context["training"])
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
-    registry_settings = RegistrySettings.model_validate(context["registry"])
-    registry, store = connect(registry_settings)
-    jobs, job_id = JobStore(registry.engine), context["job_id"]
+    cache_dir = Path(context["artifacts"]["cache_dir"])
+    store = ArtifactStore(context["artifacts"]["url"], cache_dir)
+    reporter, job_id = context["reporter"], context["job_id"]
     rank = ray.train.get_context().get_world_rank()
     spec = TaskCatalog.load(context["tasks"]["modules"]).get(context["task"])
     checkpoint = ray.train.get_checkpoint()
@@ -166,8 +169,9 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
         handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
         if context["new_labels"] and not resumed:  # a checkpoint has the grown head already
             handler.add_labels(context["new_labels"])
-        cache_dir = registry_settings.artifact_cache_dir / "features"
-        features, validation_features, total = _features(context, handler, spec, cache_dir, store)
+        features, validation_features, total = _features(
+            context, handler, spec, cache_dir / "features", store
+        )
         loader = ray.train.torch.prepare_data_loader(
             DataLoader(
                 features,
@@ -187,14 +191,14 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     if rank == 0:
         start = f"resumed at step {progress.step} (epoch {progress.epoch} done)" if resumed else ""
         _report(
-            jobs,
+            reporter,
             job_id,
             f"workers ready: {total} training examples loaded" + (f"; {start}" if start else ""),
             # where rank 0 trains: on a cluster, the node (and so the pod) to look at
             {"node_id": ray.get_runtime_context().get_node_id()}
             | ({"resumed_at_step": progress.step} if resumed else {}),
         )
-    run = _Run(config, jobs, job_id, rank, handler, model, optimizer, schedule, total_steps)
+    run = _Run(config, reporter, job_id, rank, handler, model, optimizer, schedule, total_steps)
     for epoch in range(progress.epoch + 1, config.n_epochs + 1):
         cancelled, epoch_loss = run.epoch(epoch, loader, progress)
         if run.end_epoch(
@@ -208,7 +212,7 @@ class _Run:
     """One worker's loop state: the phases below read it instead of a dozen arguments."""
 
     config: TrainingConfig
-    jobs: JobStore
+    reporter: Any  # the runner actor's handle
     job_id: str
     rank: int
     handler: Any
@@ -231,18 +235,18 @@ class _Run:
             epoch_loss += loss
             progress.tokens += float(batch["attention_mask"].sum())
             if progress.step == 1 and self.rank == 0:
-                _report(self.jobs, self.job_id, f"first step done: loss {loss:.4f}")
-            if progress.step % config.check_every_steps == 0:
-                self._step_event(epoch, progress.step, loss)
-                if _all_agree(self.jobs.get_job(self.job_id).cancel_requested):
-                    return True, epoch_loss
+                _report(self.reporter, self.job_id, f"first step done: loss {loss:.4f}")
+            checks = progress.step % config.check_every_steps == 0
+            if checks and _all_agree(self._step_event(epoch, progress.step, loss)):
+                return True, epoch_loss
         return False, epoch_loss
 
-    def _step_event(self, epoch: int, step: int, loss: float) -> None:
+    def _step_event(self, epoch: int, step: int, loss: float) -> bool:
+        """Rank 0 reports the step; every rank learns whether the job was cancelled."""
         if self.rank != 0:
-            return
-        _report(
-            self.jobs,
+            return _report(self.reporter, self.job_id)
+        return _report(
+            self.reporter,
             self.job_id,
             f"step {step}/{self.total_steps}: loss {loss:.4f}",
             {
@@ -275,7 +279,7 @@ class _Run:
             event = {k: v for k, v in metrics.items() if k != "train_loss"}
             event["epoch_train_loss"] = metrics["train_loss"]
             _report(
-                self.jobs,
+                self.reporter,
                 self.job_id,
                 f"epoch {epoch} done: validation loss {validation_loss}",
                 event,

@@ -5,46 +5,39 @@ The job's ``TrainingConfig`` was resolved when it was created; every phase reads
 job. The trained checkpoint is written once, by Ray Train, inside the artifact store and
 becomes the new version's artifact as it is. Promotion is a callback handed in by whoever
 started the runner (the serving layer), so this module knows nothing of Ray Serve.
+
+A cancel is honoured between any two phases, and while training or evaluating, until the
+promotion: once production has moved, the job succeeds. The two phases that need the
+cluster (train, evaluate) are fields of the context, so that tests drive the rest without
+Ray.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import ray
 from transformers import AutoConfig
 
 from tuneserve.api.fine_tuning import Promotion
-from tuneserve.errors import Conflict, InvalidRequest
-from tuneserve.registry import ArtifactStore, Registry, weights_sha256
+from tuneserve.errors import Conflict, InvalidRequest, NotFound, TuneserveError
+from tuneserve.registry import weights_sha256
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.registry.refs import CANDIDATE, ModelRef
-from tuneserve.settings import Settings
-from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.config import TrainingConfig
+from tuneserve.training.context import RUN_STATES, JobContext, Promoter
 from tuneserve.training.dataset import split
-from tuneserve.training.evaluate import GateDecision, decide, evaluate_both
+from tuneserve.training.evaluate import GateDecision, decide
 from tuneserve.training.loop import STATE_DIR
-from tuneserve.training.trainer import JobFailure, Plan, TrainOutcome, check_resources, train
+from tuneserve.training.trainer import (
+    JobFailure,
+    Plan,
+    TrainOutcome,
+    check_resources,
+    log_internal,
+)
 
-# (model, version, expected production, reason) → how it went; raises Conflict when
-# production moved since the job decided
-Promoter = Callable[[str, int, int, str], str]
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """What every phase of every job works with."""
-
-    settings: Settings
-    registry: Registry
-    store: ArtifactStore
-    jobs: JobStore
-    catalog: TaskCatalog
-    promote: Promoter
+__all__ = ["JobContext", "Promoter", "registered_version", "run", "validate"]
 
 
 # --- validate --------------------------------------------------------------------------
@@ -83,36 +76,48 @@ def run(job: JobInfo, ctx: JobContext) -> None:
     plan = _plan(job, config, ctx)
     if not ctx.settings.training.wait_for_resources:
         check_resources(config, ctx.settings.training.worker_resources)
+    if _stop_if_cancelled(job, ctx, "before training"):
+        return
     ctx.jobs.add_event(
         job.id,
         f"training on {config.num_workers} worker(s): {config.n_epochs} "
         f"epoch(s), batch {config.batch_size}, learning rate {config.learning_rate:g}",
     )
-    outcome = train(job, plan, ctx.settings, ctx.jobs)
+    outcome = ctx.train(job, plan, ctx)
     if outcome is None:
-        ctx.jobs.transition(job.id, ("running",), "cancelled")
+        _cancel(job, ctx, "during training")
+        return
+    if _stop_if_cancelled(job, ctx, "after training, before evaluation"):
         return
     _record_training(job, outcome, ctx.jobs)
     ctx.jobs.transition(job.id, ("running",), "evaluating")
+    _evaluate_and_promote(job, plan, outcome, ctx)
 
+
+def _evaluate_and_promote(job: JobInfo, plan: Plan, outcome: TrainOutcome, ctx: JobContext) -> None:
     promotion = Promotion.model_validate(job.promotion)
-    spec = ctx.catalog.get(job.task)
     production = ctx.registry.resolve(job.model, None)
     candidate_uri = ctx.store.adopt(outcome.checkpoint_uri, drop=(STATE_DIR,))
-    scores = ray.get(
-        evaluate_both.remote(
-            job.task,
-            (ctx.settings.registry, ctx.settings.tasks, ctx.settings.training.torch_threads),
-            {"candidate": candidate_uri, "production": production.artifact_uri},
-            plan.validation_uri,
-            config.max_sequence_length,
-        )
-    )
+    uris = {"candidate": candidate_uri, "production": production.artifact_uri}
+    scores = ctx.evaluate(job, plan, uris, ctx)
+    if scores is None:
+        _cancel(job, ctx, "during evaluation, before a version was registered")
+        return
+    spec = ctx.catalog.get(job.task)
     decision = decide(spec, promotion, scores["candidate"], scores["production"])
     ctx.jobs.add_event(job.id, f"evaluated: {decision.reason}", data=scores)
-    version = _register(job, config, candidate_uri, scores["candidate"], ctx)
+    if _stop_if_cancelled(job, ctx, "after evaluation, before a version was registered"):
+        return
+    version = _register(job, plan.config, candidate_uri, scores["candidate"], ctx)
+    if _stop_if_cancelled(job, ctx, f"after registering version {version}, before the gate"):
+        return
     promoted, how = _gate(job, decision, promotion, version, production.version, ctx)
     ctx.jobs.add_event(job.id, ("promoted: " if promoted else "not promoted: ") + how)
+    if ctx.jobs.get_job(job.id).cancel_requested:  # asked for while the gate ran
+        if not promoted:
+            _cancel(job, ctx, f"after the gate; version {version} stays registered")
+            return
+        ctx.jobs.add_event(job.id, "the cancel came after the promotion: the job succeeds")
     result = {
         "promoted": promoted,
         "reason": how,
@@ -129,6 +134,28 @@ def run(job: JobInfo, ctx: JobContext) -> None:
         result=result,
         fine_tuned_model=str(ModelRef(job.model, version=version)),
     )
+
+
+def _stop_if_cancelled(job: JobInfo, ctx: JobContext, when: str) -> bool:
+    """Honour a cancel asked for since the last look: True if the job stops here."""
+    if not ctx.jobs.get_job(job.id).cancel_requested:
+        return False
+    _cancel(job, ctx, when)
+    return True
+
+
+def _cancel(job: JobInfo, ctx: JobContext, when: str) -> None:
+    if ctx.jobs.transition(job.id, RUN_STATES, "cancelled"):
+        ctx.jobs.add_event(job.id, f"cancelled {when}")
+
+
+def registered_version(job: JobInfo, ctx: JobContext) -> int | None:
+    """The version this job registered, if it got that far (its lineage names the job)."""
+    try:
+        versions = ctx.registry.list_versions(job.model)
+    except NotFound:  # no model by that name any more: nothing of the job's either
+        return None
+    return next((v.version for v in versions if (v.lineage or {}).get("job") == job.id), None)
 
 
 def _base_labels(job: JobInfo, ctx: JobContext) -> list[str]:
@@ -174,8 +201,10 @@ def _record_training(job: JobInfo, outcome: TrainOutcome, jobs: JobStore) -> Non
     jobs.update_job(
         job.id, trained_tokens=final["trained_tokens"], trained_examples=final["trained_examples"]
     )
-    for uri, metrics in outcome.checkpoints:
-        jobs.add_checkpoint(job.id, metrics["epoch"], metrics["step"], uri, metrics)
+    known = {checkpoint.uri for checkpoint in jobs.list_checkpoints(job.id)}
+    for uri, metrics in outcome.checkpoints:  # a retried job resumes: some are known
+        if uri not in known:
+            jobs.add_checkpoint(job.id, metrics["epoch"], metrics["step"], uri, metrics)
 
 
 def _register(
@@ -230,4 +259,12 @@ def _gate(
         return False, (
             f"production moved from version {production} to {now} while the job "
             "ran; not promoted (promote it by hand if it is still wanted)"
+        )
+    except TuneserveError as error:  # e.g. a replica did not load it in time: it says so
+        return False, f"the promotion failed: {error.message} (promote it by hand when ready)"
+    except Exception:  # the version is registered: the job still succeeds, unpromoted
+        reference = log_internal(f"promoting version {version} failed", job.id)
+        return False, (
+            f"the promotion failed with an internal error (reference {reference}); "
+            "promote it by hand if it is still wanted"
         )

@@ -3,9 +3,12 @@
 validating_files → queued → running (Ray Train) → evaluating (candidate vs production)
 → registered as a new version → gated → promoted (or not, with the reason).
 
-Its state is the database: a restarted runner marks jobs that were mid-flight as failed,
-and picks up queued ones where they are. A redeploy that changes the settings replaces it
-(``get_or_start_runner``), never in the middle of a job.
+Its state is the database: a restarted runner settles jobs that were mid-flight, and picks
+up queued ones where they are. A redeploy that changes the settings replaces it
+(``get_or_start_runner``), never in the middle of a job. Its worker loop (``supervisor``)
+survives every error; ``state()`` says how long ago it last went round (its heartbeat),
+and the runner exports that age as a metric. Training workers report their events through
+it (``progress``): they hold no database connection.
 """
 
 from __future__ import annotations
@@ -13,28 +16,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from tuneserve.errors import TuneserveError
 from tuneserve.logs import configure_logging
 from tuneserve.registry import connect, refuse_node_local
-from tuneserve.registry.jobs import JobInfo, JobStore
+from tuneserve.registry.jobs import JobStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
-from tuneserve.training import pipeline
+from tuneserve.telemetry import Recorder
+from tuneserve.telemetry.catalog import RUNNER_HEARTBEAT_AGE
+from tuneserve.training.context import JobContext, Promoter
 from tuneserve.training.identity import RUNNER_NAME
-from tuneserve.training.pipeline import JobContext, Promoter
-from tuneserve.training.trainer import JobFailure
+from tuneserve.training.reconcile import Sweeper, reconcile
+from tuneserve.training.supervisor import JobSupervisor
 
 logger = logging.getLogger("tuneserve.runner")
-
-
-@dataclass
-class _Slot:
-    job_id: str | None = None
 
 
 class JobRunner:
@@ -43,100 +42,63 @@ class JobRunner:
         refuse_node_local(settings.registry, ray.nodes())
         self.settings = settings
         self.fingerprint = settings.fingerprint()
-        self._retiring = False
         registry, store = connect(settings.registry)
         self.jobs = JobStore(registry.engine)
         catalog = TaskCatalog.load(settings.tasks.modules)
-        self.context = JobContext(settings, registry, store, self.jobs, catalog, promote)
-        interrupted = self.jobs.fail_interrupted(
-            "the service stopped while this job was running; create it again"
+        me = ray.get_runtime_context().current_actor  # what training workers report to
+        self.context = JobContext(
+            settings, registry, store, self.jobs, catalog, promote, reporter=me
         )
-        if interrupted:
-            logger.warning("marked interrupted jobs as failed: %s", interrupted)
-        self._wake = threading.Condition()
-        self._slots = [_Slot() for _ in range(settings.training.max_concurrent_jobs)]
-        for slot in self._slots:
-            threading.Thread(target=self._work, args=(slot,), daemon=True).start()
+        # before any job is taken: settle interrupted jobs, collect storage; then sweep
+        reconcile(settings, registry, store, self.jobs)
+        Sweeper(settings, registry, store, self.jobs).start()
+        self.supervisor = JobSupervisor(self.context)
+        self.supervisor.start()
+        if settings.telemetry.metrics_enabled:
+            threading.Thread(target=self._export_heartbeat, daemon=True).start()
 
     def wake(self) -> None:
         """A job was created or cancelled: look at the queue now."""
-        with self._wake:
-            self._wake.notify_all()
+        self.supervisor.wake()
 
     def running(self) -> list[str]:
-        return [slot.job_id for slot in self._slots if slot.job_id]
+        return self.supervisor.running()
 
     def state(self) -> dict:
-        """The settings it runs with (as a fingerprint), its running jobs, whether retiring."""
+        """The settings it runs with (as a fingerprint), its running jobs, whether retiring,
+        and its heartbeat: seconds since its worker loop last showed life."""
         return {
             "settings_fingerprint": self.fingerprint,
             "running": self.running(),
-            "retiring": self._retiring,
+            "retiring": self.supervisor.retiring,
+            "heartbeat_age_s": round(self.supervisor.heartbeat_age(), 1),
         }
 
     def retire(self) -> list[str]:
         """Take no new job (newer settings are waiting to replace this runner); the jobs
         still running are returned, and finish here."""
-        self._retiring = True
+        self.supervisor.retiring = True
         return self.running()
 
-    def _work(self, slot: _Slot) -> None:
+    def progress(self, job_id: str, message: str | None = None, data: Any = None) -> bool:
+        """A training worker's report: its event (if any) is recorded; the answer says
+        whether the job's cancel was asked for. A database error is logged, not passed on:
+        the worker must not fail for it (the next report tries again)."""
+        try:
+            if message is not None:
+                self.jobs.add_event(job_id, message, data=data)
+            return self.jobs.get_job(job_id).cancel_requested
+        except Exception:
+            logger.exception("could not record a training report", extra={"job_id": job_id})
+            return False
+
+    def _export_heartbeat(self) -> None:
+        """The heartbeat's age as a gauge, set from a thread of its own: it grows while the
+        loop is stuck, and the series goes (Ray forgets it) when the runner is gone."""
+        recorder = Recorder(enabled=True)
         while True:
-            job = self._claim()
-            if job is None:
-                with self._wake:
-                    self._wake.wait(timeout=2.0)
-                continue
-            slot.job_id = job.id
-            try:
-                self._run(job)
-            finally:
-                slot.job_id = None
-
-    def _claim(self) -> JobInfo | None:
-        """Validate the oldest new job, or start the oldest queued one (compare-and-set)."""
-        if self._retiring:
-            return None
-        job = self.jobs.next_job(("validating_files",))
-        if job is not None:
-            self._validate(job)  # then straight on: it may be the next queued job
-        job = self.jobs.next_job(("queued",))
-        if job is not None and self.jobs.transition(job.id, ("queued",), "running"):
-            return self.jobs.get_job(job.id)
-        return None
-
-    def _validate(self, job: JobInfo) -> None:
-        try:
-            pipeline.validate(job, self.context)
-        except (JobFailure, TuneserveError) as failure:
-            self._fail(job.id, ("validating_files",), failure)
-            return
-        self.jobs.transition(job.id, ("validating_files",), "queued")
-
-    def _run(self, job: JobInfo) -> None:
-        logger.info("job started", extra={"job_id": job.id, "model": job.model})
-        try:
-            pipeline.run(job, self.context)
-        except (JobFailure, TuneserveError) as failure:
-            self._fail(job.id, ("running", "evaluating"), failure)
-        except Exception as error:  # a bug or an infrastructure fault: say so, keep serving
-            logger.exception("job crashed", extra={"job_id": job.id})
-            self._fail(
-                job.id,
-                ("running", "evaluating"),
-                JobFailure("internal_error", f"{type(error).__name__}: {error}"),
-            )
-
-    def _fail(self, job_id: str, expected: tuple[str, ...], failure: Exception) -> None:
-        code = getattr(failure, "code", None) or getattr(failure, "type", "error")
-        logger.warning("job failed: %s", code, extra={"job_id": job_id})
-        error = {
-            "code": code,
-            "message": getattr(failure, "message", str(failure)),
-            "param": getattr(failure, "param", None),
-        }
-        self.jobs.add_event(job_id, f"failed: {error['message']}", level="error")
-        self.jobs.transition(job_id, expected, "failed", error=error)
+            recorder.set(RUNNER_HEARTBEAT_AGE, self.supervisor.heartbeat_age())
+            time.sleep(self.settings.telemetry.gauge_refresh_s)
 
 
 def get_or_start_runner(settings: Settings, promote: Promoter):
@@ -152,7 +114,11 @@ def get_or_start_runner(settings: Settings, promote: Promoter):
     except ValueError:
         current = None
     if current is not None:
-        if ray.get(current.state.remote())["settings_fingerprint"] == settings.fingerprint():
+        try:
+            state = ray.get(current.state.remote())
+        except ray.exceptions.ActorUnavailableError:  # Ray is restarting it after a crash:
+            return current  # it takes the queue up when back; its settings are checked later
+        if state["settings_fingerprint"] == settings.fingerprint():
             return current
         still_running = ray.get(current.retire.remote())
         if still_running:

@@ -1,9 +1,17 @@
-"""Driving Ray Train for one job: resources, the TorchTrainer, cancel, clean-up."""
+"""Driving Ray Train for one job: resources, the TorchTrainer, cancel, clean-up.
+
+The workers get no database: they read and write artifacts, and report their events (and
+learn of a cancel) through the runner actor, so no database URL or credential travels in
+``train_loop_config``, which Ray Train shows on its dashboard.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +24,9 @@ from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.loop import train_loop_per_worker
+
+logger = logging.getLogger("tuneserve.runner")
+POLL_S = 0.5  # how often the runner looks at a Ray task it waits for (cancel, heartbeat)
 
 
 @dataclass(frozen=True)
@@ -37,11 +48,26 @@ class TrainOutcome:
 
 
 class JobFailure(Exception):
-    """Why a job failed, as the job's ``error`` (code, message, param)."""
+    """Why a job failed, as the job's ``error`` (code, message, param): the job's own doing
+    (its data, its hyperparameters, what it asks of the cluster), so never retried. The
+    message is shown to users: no exception text, no paths, no SQL."""
 
     def __init__(self, code: str, message: str, param: str | None = None):
         super().__init__(message)
         self.code, self.message, self.param = code, message, param
+
+
+def new_reference() -> str:
+    """An id for one internal error: shown to the user, logged with the detail."""
+    return f"err-{uuid.uuid4().hex[:12]}"
+
+
+def log_internal(what: str, job_id: str) -> str:
+    """Log the exception being handled with the job and a fresh reference, and return the
+    reference: users are shown it (never the exception), operators find the detail by it."""
+    reference = new_reference()
+    logger.exception("%s (reference %s)", what, reference, extra={"job_id": job_id})
+    return reference
 
 
 def check_resources(config: TrainingConfig, worker_resources: dict[str, float]) -> None:
@@ -97,7 +123,7 @@ def _fit(trainer: TorchTrainer, start_timeout_s: float) -> dict[str, Any]:
     }
 
 
-def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
+def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: Any) -> TorchTrainer:
     config = plan.config
     resources = (
         {"CPU": config.cpus_per_worker}
@@ -112,9 +138,14 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings) -> TorchTrainer:
         "train_uri": plan.train_uri,
         "validation_uri": plan.validation_uri,
         "new_labels": plan.new_labels,
-        # only the sections a worker reads: where the stores are, which tasks exist
-        "registry": settings.registry.model_dump(mode="json"),
+        # only what a worker reads: where the artifacts are, which tasks exist, and the
+        # runner it reports to; never the registry's database (see the module docstring)
+        "artifacts": {
+            "url": settings.registry.artifact_url,
+            "cache_dir": str(settings.registry.artifact_cache_dir),
+        },
         "tasks": settings.tasks.model_dump(mode="json"),
+        "reporter": reporter,
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -159,22 +190,57 @@ def _uri(path: str, storage_url: str) -> str:
     return f"{scheme}://{path}" if found and "://" not in path else path
 
 
-def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> TrainOutcome | None:
-    """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed)."""
-    before = _reserved_groups()
-    ref = _fit.remote(_trainer(job, plan, settings), settings.training.start_timeout_s)
+def cancel_asked(jobs: JobStore, job_id: str) -> bool:
+    """Whether the job's cancel was asked for. A failed look (the database busy) counts as
+    no, and the next poll looks again: a hiccup must not stop a run that is going well."""
+    try:
+        return jobs.get_job(job_id).cancel_requested
+    except Exception as error:
+        logger.warning(
+            "could not read the cancel flag (%s)", type(error).__name__, extra={"job_id": job_id}
+        )
+        return False
+
+
+def _wait(ref, job_id: str, jobs: JobStore, grace_s: float, heartbeat: Callable[[], None]) -> bool:
+    """Until the run ends (True), or a cancel's grace period is over (False)."""
     cancel_seen: float | None = None
-    while not ray.wait([ref], timeout=0.5)[0]:
-        if cancel_seen is None and jobs.get_job(job.id).cancel_requested:
+    while not ray.wait([ref], timeout=POLL_S)[0]:
+        heartbeat()
+        if cancel_seen is None and cancel_asked(jobs, job_id):
             cancel_seen = time.monotonic()
-        if (
-            cancel_seen is not None
-            and time.monotonic() - cancel_seen > settings.training.cancel_grace_s
-        ):
+        if cancel_seen is not None and time.monotonic() - cancel_seen > grace_s:
+            return False
+    return True
+
+
+def train(
+    job: JobInfo,
+    plan: Plan,
+    settings: Settings,
+    jobs: JobStore,
+    reporter: Any,
+    heartbeat: Callable[[], None],
+) -> TrainOutcome | None:
+    """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed).
+
+    ``reporter``: the runner actor the workers report to; ``heartbeat``: called while the
+    runner waits, so that its loop shows life during a long run.
+    """
+    before = _reserved_groups()
+    ref = _fit.remote(_trainer(job, plan, settings, reporter), settings.training.start_timeout_s)
+    finished = False
+    try:
+        finished = _wait(ref, job.id, jobs, settings.training.cancel_grace_s, heartbeat)
+    finally:
+        # cancelled, or the runner stopped waiting (an error of its own): the run stops
+        # too, or a retry of the job would train beside it
+        if not finished:
             ray.cancel(ref, force=True)
             # runs one job at a time by default, so the groups made since are this job's
             _release_groups(_reserved_groups() - before)
-            return None
+    if not finished:
+        return None
     try:
         outcome = ray.get(ref)
     except Exception as error:
@@ -185,7 +251,13 @@ def train(job: JobInfo, plan: Plan, settings: Settings, jobs: JobStore) -> Train
                 f"{settings.training.start_timeout_s:g} s: the cluster is busy",
                 "hyperparameters.num_workers",
             ) from error
-        raise JobFailure("training_failed", f"training failed: {error}") from error
+        reference = log_internal("training failed", job.id)
+        raise JobFailure(
+            "training_failed",
+            f"training stopped with an error that {settings.training.max_failures} restart(s) "
+            f"from the last checkpoint did not get past (reference {reference}); the "
+            "service log has the details under that reference",
+        ) from error
     if outcome["metrics"].get("cancelled"):
         return None
     storage = settings.training.checkpoint_url

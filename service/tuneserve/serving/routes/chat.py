@@ -23,15 +23,16 @@ from tuneserve.api.openai import (
 )
 from tuneserve.api.tasks import ErrorBody
 from tuneserve.control.resolver import Target
-from tuneserve.serving.deps import GatewayDep
+from tuneserve.serving.deps import GatewayDep, InferenceCaller
 from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503)}
+# 500: the model failed mid-completion; 504: the stream ran past serving.chat_stream_timeout_s
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 500, 503, 504)}
 router = APIRouter(prefix="/v1", tags=["chat"], responses=ERRORS)
 
 
 @router.post("/chat/completions", response_model=ChatCompletion)
-async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep):
+async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep, _: InferenceCaller):
     """Generate the assistant's next message; ``stream: true`` sends it token by token."""
     gateway.check_texts([m.content for m in body.messages], "messages")
     target = await gateway.resolve(body.model, "chat")

@@ -7,11 +7,13 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest
+from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest, RollbackRequest
 from tuneserve.api.tasks import ErrorBody, ModelList, ModelPublic, VersionList
-from tuneserve.serving.deps import AdminDep, GatewayDep, ModelsDep
+from tuneserve.serving.deps import AdminDep, Caller, GatewayDep, ModelsDep
 
-router = APIRouter(tags=["models"], responses={404: {"model": ErrorBody}})
+router = APIRouter(
+    tags=["models"], responses={code: {"model": ErrorBody} for code in (401, 403, 404)}
+)
 
 
 @router.get("/healthz")
@@ -25,7 +27,8 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     """Readiness: every task server has its production versions loaded (503 until then).
 
     ``waiting_for`` names, per task, what is missing; ``job_runner`` is the training side's
-    state (it does not decide readiness: serving does not wait for training).
+    state: its settings, running jobs and ``heartbeat_age_s`` (seconds since its loop last
+    went round). It does not decide readiness: serving does not wait for training.
     """
     waiting = await gateway.readiness()
     ready = not any(waiting.values())
@@ -39,19 +42,19 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(models: ModelsDep) -> ModelList:
+async def list_models(models: ModelsDep, _: Caller) -> ModelList:
     """Every model with its task and aliases (OpenAI-shaped list)."""
     return await asyncio.to_thread(models.list_models)
 
 
 @router.get("/v1/models/{name}", response_model=ModelPublic)
-async def get_model(name: str, models: ModelsDep) -> ModelPublic:
+async def get_model(name: str, models: ModelsDep, _: Caller) -> ModelPublic:
     """One model with its task and aliases."""
     return await asyncio.to_thread(models.get_model, name)
 
 
 @router.get("/v1/models/{name}/versions", response_model=VersionList)
-async def list_versions(name: str, models: ModelsDep) -> VersionList:
+async def list_versions(name: str, models: ModelsDep, _: Caller) -> VersionList:
     """Every version of a model: metrics, lineage, and the aliases pointing at it."""
     return await asyncio.to_thread(models.list_versions, name)
 
@@ -73,6 +76,12 @@ async def promote_version(name: str, body: PromoteRequest, models: ModelsDep) ->
     dependencies=[AdminDep],
     responses={409: {"model": ErrorBody}},
 )
-async def rollback_version(name: str, models: ModelsDep) -> AliasMovePublic:
-    """Production back to the version before its last move (still resident: instant)."""
-    return await asyncio.to_thread(models.rollback, name)
+async def rollback_version(
+    name: str, models: ModelsDep, body: RollbackRequest | None = None
+) -> AliasMovePublic:
+    """Production back to the version its last promotion replaced (still resident: instant).
+
+    A second rollback in a row is refused (409) unless the body names the version:
+    ``{"version": N}``. No body is the same as ``{}``.
+    """
+    return await asyncio.to_thread(models.rollback, name, body)

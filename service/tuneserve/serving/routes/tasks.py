@@ -11,11 +11,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from tuneserve.api.tasks import ErrorBody
-from tuneserve.serving.deps import GatewayDep
+from tuneserve.serving.deps import GatewayDep, InferenceCaller
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.spec import TaskSpec
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)}
 
 
 def task_router(catalog: TaskCatalog) -> APIRouter:
@@ -34,7 +34,7 @@ def task_router(catalog: TaskCatalog) -> APIRouter:
 
 
 def _endpoint(spec: TaskSpec):
-    async def run_task(body: spec.Request, gateway: GatewayDep) -> JSONResponse:
+    async def run_task(body: spec.Request, gateway: GatewayDep, _: InferenceCaller) -> JSONResponse:
         # outputs were validated by the task server's models: no second validation pass
         return JSONResponse(await gateway.run_task(spec, body))
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tuneserve.errors import TuneserveError
+from tuneserve.tasks.chat import GREEDY_BELOW_TEMPERATURE
+
 REPLACEMENT = "\ufffd"  # what a half-decoded multi-byte character looks like
 
 
@@ -23,9 +26,25 @@ class SamplingParams:
     ignore_eos: bool = False
 
 
+class NonFiniteLogits(TuneserveError):
+    """The model scored the next token NaN or +inf: its numerics failed on this sequence.
+
+    Sampling from such a row is meaningless (and ``multinomial`` raises on it), and
+    replacing the values would stream text the model never chose, so the sequence ends
+    with this error (a 500: the fault is the model's, not the request's).
+    """
+
+
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
-    """One token id from a row of logits: greedy at temperature 0, else nucleus sampling."""
-    if params.temperature == 0:
+    """One token id from a row of logits: greedy at (near) temperature 0, else nucleus
+    sampling. ``-inf`` logits (masked tokens) are fine; a NaN or ``+inf`` one is refused."""
+    if not torch.isfinite(logits.max()):  # max propagates NaN; all -inf is refused too
+        raise NonFiniteLogits(
+            "the model produced non-finite next-token scores (NaN or infinity); "
+            "generation stopped — this is a fault of the model version, not of the request",
+            code="non_finite_logits",
+        )
+    if params.temperature < GREEDY_BELOW_TEMPERATURE:
         return int(logits.argmax())
     probs = (logits.float() / params.temperature).softmax(-1)
     if params.top_p < 1.0:
