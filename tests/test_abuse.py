@@ -9,18 +9,15 @@ current size before each scenario (``clear_refs``), so no spike between samples 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 import ray
+from lazy_bodies import MULTIPART, GiB, MiB, Source, upload_source
 
-MiB, GiB = 2**20, 2**30
 GROWTH_BOUND = 300 * MiB  # over its size before the scenario, per process
-BOUNDARY = "abuse-test-boundary"
-MULTIPART = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 def serve_pids() -> dict[str, int]:
@@ -57,35 +54,6 @@ class PeakMemory:
             peak, before = _status(pid, "VmHWM"), self.before[name]
             print(f"{scenario}: {name} peak RSS {peak / MiB:.0f} MiB, +{(peak - before) / MiB:.0f}")
             assert peak - before < GROWTH_BOUND, f"{name} grew {(peak - before) / MiB:.0f} MiB"
-
-
-class Source:
-    """``total`` bytes made lazily in 1 MiB chunks (never held whole); ``sent`` counts them."""
-
-    def __init__(self, total: int, head: bytes = b"", tail: bytes = b""):
-        self.total, self.head, self.tail = total, head, tail
-        self.sent = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        chunk, left = b"x" * MiB, self.total - len(self.head) - len(self.tail)
-        self.sent += len(self.head)
-        yield self.head
-        while left > 0:
-            piece = chunk[: min(left, MiB)]
-            left -= len(piece)
-            self.sent += len(piece)
-            yield piece
-        self.sent += len(self.tail)
-        yield self.tail
-
-
-def upload_source(total: int) -> Source:
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="rows.jsonl"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    return Source(total, head, f"\r\n--{BOUNDARY}--\r\n".encode())
 
 
 def assert_too_large(response: httpx.Response, param: str | None) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Form, Request, UploadFile
+from lazy_bodies import MULTIPART, GiB, KiB, MiB, Source, upload_source
 from pydantic import BaseModel
 from tuneserve.api.fine_tuning import Hyperparameters
 from tuneserve.control.job_limits import check_job_size
@@ -36,7 +37,6 @@ from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.data import parse_training_file
 
-KiB, MiB, GiB = 2**10, 2**20, 2**30
 LIMIT = 64 * KiB  # every route's body, but these:
 UPLOAD_LIMIT = 256 * KiB
 HELD = 2  # requests that may read a body at once on /upload and /stream
@@ -47,8 +47,6 @@ RULES = BodyRules(
         ("POST", "/stream"): BodyRule(LIMIT, HELD),
     },
 )
-BOUNDARY = "limits-test-boundary"
-MULTIPART = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
 JSON = {"content-type": "application/json"}
 
 
@@ -128,38 +126,6 @@ def url(entered: Entered) -> Iterator[str]:
 def client(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, timeout=30) as http:
         yield http
-
-
-class Source:
-    """A lazy body of ``total`` bytes in 64 KiB chunks; ``sent`` is what the client took."""
-
-    def __init__(self, total: int, head: bytes = b"", tail: bytes = b""):
-        self.total, self.head, self.tail = total, head, tail
-        self.sent = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        chunk = b"x" * (64 * KiB)
-        for piece in self._pieces(chunk):
-            self.sent += len(piece)
-            yield piece
-
-    def _pieces(self, chunk: bytes) -> Iterator[bytes]:
-        yield self.head
-        left = self.total - len(self.head) - len(self.tail)
-        while left > 0:
-            yield chunk[:left]
-            left -= len(chunk)
-        yield self.tail
-
-
-def upload_source(total: int) -> Source:
-    """A multipart upload of ``total`` bytes in all (framing included): a purpose, a file."""
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="rows.jsonl"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    return Source(total, head, f"\r\n--{BOUNDARY}--\r\n".encode())
 
 
 def json_of_size(size: int) -> bytes:

@@ -221,7 +221,7 @@ def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, h
     for label, items in sent.items():
         new = _new_batches(before, after, label)
         # each version's batcher saw exactly that version's items, and batched them
-        assert sum(record[0] for record in new) == items
+        assert sum(record[0] for record in new) == items, (label, before, after)
         assert max(record[1] for record in new) > 1, f"no batch of several requests: {new}"
 
 

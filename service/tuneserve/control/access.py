@@ -9,6 +9,8 @@ The verifier keeps the active keys in memory and re-reads them at most every ``t
 (so a revocation takes effect within it; at once on the gateway that revoked it); an
 unknown key id triggers at most one extra read per ``min_refresh_s``, so a flood of
 made-up keys cannot load the database, and a key made on another gateway works within it.
+While the database cannot be read, the keys read last stay in use for up to
+``outage_grace_s`` after that read; a key not among them gets 503 (it may be new), not 401.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tuneserve.errors import Misconfigured, PermissionDenied, Unauthorized
+from tuneserve.errors import Misconfigured, PermissionDenied, Unauthorized, Unavailable
 from tuneserve.registry.db import DEFAULT_TENANT
 from tuneserve.registry.keys import SCOPES, KeyStore, StoredKey, digest, key_id_of
 
@@ -66,13 +68,17 @@ class Authenticator:
         admin_token: bytes | None,
         ttl_s: float,
         min_refresh_s: float = 0.25,
+        outage_grace_s: float = 0.0,
     ):
         self.keys = keys
         self.admin_token = admin_token
         self.ttl_s = ttl_s
         self.min_refresh_s = min_refresh_s
+        self.outage_grace_s = outage_grace_s
         self._active: dict[str, StoredKey] = {}
-        self._read_at = float("-inf")
+        self._read_at = float("-inf")  # the last read, or try while the database was down
+        self._read_ok_at = float("-inf")  # the last read that succeeded
+        self._stale = False  # the last try failed: ``_active`` is the last good read's
         self._lock = threading.Lock()
 
     def authenticate(self, header: bytes | None, *, may_read: bool = True) -> Principal | None:
@@ -90,6 +96,8 @@ class Authenticator:
         stored = self._lookup(key_id) if key_id else None
         # compared even when the id is unknown, so both paths cost the same
         expected = stored.secret_sha256 if stored else bytes(32)
+        if stored is None and key_id and self._stale:
+            raise Unavailable("the API keys cannot be read now (registry database); retry")
         if not hmac.compare_digest(digest(key), expected) or stored is None:
             raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
         info = stored.info
@@ -107,8 +115,22 @@ class Authenticator:
     def _lookup(self, key_id: str) -> StoredKey | None:
         with self._lock:
             if self._must_read(key_id):
-                self._active, self._read_at = self.keys.active(), time.monotonic()
+                self._read_keys()
             return self._active.get(key_id)
+
+    def _read_keys(self) -> None:
+        """Re-read the active keys (under ``_lock``); while the database cannot be read,
+        keep the last ones read, if that read is within the outage grace."""
+        now = time.monotonic()
+        try:
+            self._active = self.keys.active()
+        except Unavailable:
+            if now - self._read_ok_at >= self.outage_grace_s:
+                raise
+            self._read_at, self._stale = now, True
+            return
+        self._read_at = self._read_ok_at = now
+        self._stale = False
 
 
 def _bearer(header: bytes | None) -> bytes:

@@ -20,11 +20,14 @@ class ModelService:
         recorder: Recorder,
         default_models: dict[str, str],
         alias_ttl_s: float,
+        outage_grace_s: float = 0.0,
     ):
         self.registry = registry
         self.fleet = fleet
         self.recorder = recorder
-        self.resolver = ModelResolver(registry, default_models, alias_ttl_s)
+        self.resolver = ModelResolver(
+            registry, default_models, alias_ttl_s, outage_grace_s=outage_grace_s
+        )
 
     # --- references --------------------------------------------------------------------
     def resolve(self, model: str | None, task: str) -> Target:

@@ -7,6 +7,10 @@ once; but at most one such refresh per model per ``ttl_s``, and a view read by t
 call counts as one, so a flood of requests for versions that do not exist (``x@999999``)
 is answered from memory and costs the database no more than one read per model per ttl.
 Numbers outside the version column's range are refused without a read at all.
+
+While the database cannot be read, a view keeps serving for up to ``outage_grace_s``
+after its last good read (tried again once per ``ttl_s``): inference on the models this
+gateway has seen goes on through an outage; a model or version it has not seen gets 503.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tuneserve.errors import InvalidRequest, NotFound
+from tuneserve.errors import InvalidRequest, NotFound, Unavailable
 from tuneserve.registry import Registry
 from tuneserve.registry.catalog import MAX_VERSION
 from tuneserve.registry.refs import ModelRef
@@ -36,7 +40,8 @@ class _Snapshot:
     task: str
     aliases: dict[str, int]
     versions: frozenset[int]
-    taken_at: float
+    taken_at: float  # when it was read from the database
+    checked_at: float  # when it was read, or last tried while the database was down
 
 
 class ModelResolver:
@@ -46,10 +51,12 @@ class ModelResolver:
         default_models: dict[str, str],
         ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
+        outage_grace_s: float = 0.0,
     ):
         self.registry = registry
         self.default_models = default_models
         self.ttl_s = ttl_s
+        self.outage_grace_s = outage_grace_s
         self.clock = clock
         self._snapshots: dict[str, _Snapshot] = {}
         self._miss_refreshed_at: dict[str, float] = {}  # per model: last refresh for a miss
@@ -92,7 +99,7 @@ class ModelResolver:
         ref = ModelRef.parse(model or self.default_models.get(task, ""))
         with self._lock:
             snapshot = self._snapshots.get(ref.name)
-        if snapshot is None or self.clock() - snapshot.taken_at >= self.ttl_s:
+        if snapshot is None or self.clock() - snapshot.checked_at >= self.ttl_s:
             return None
         if snapshot.task != task:
             return None  # let resolve() raise the error
@@ -105,9 +112,9 @@ class ModelResolver:
         """The view of ``name``, and whether it was read from the database just now."""
         with self._lock:
             cached = self._snapshots.get(name)
-        if cached and self.clock() - cached.taken_at < self.ttl_s:
+        if cached and self.clock() - cached.checked_at < self.ttl_s:
             return cached, False
-        return self._refresh(name), True
+        return self._refresh(name, stale=cached), True
 
     def _may_refresh_for_miss(self, name: str, read_now: bool) -> bool:
         """Whether a version missing from the view is worth a read: not if the view was read
@@ -120,9 +127,19 @@ class ModelResolver:
                 self._miss_refreshed_at[name] = now
             return allowed
 
-    def _refresh(self, name: str) -> _Snapshot:
-        model, versions = self.registry.model_view(name)  # NotFound names the model
-        snapshot = _Snapshot(model.task, model.aliases, versions, taken_at=self.clock())
+    def _refresh(self, name: str, stale: _Snapshot | None = None) -> _Snapshot:
+        """A view of ``name`` read now; if the database cannot be read, ``stale`` while it
+        is within the outage grace (its next read is tried after ``ttl_s``)."""
+        try:
+            model, versions = self.registry.model_view(name)  # NotFound names the model
+        except Unavailable:
+            now = self.clock()
+            if stale is None or now - stale.taken_at >= self.outage_grace_s:
+                raise
+            snapshot = replace(stale, checked_at=now)
+        else:
+            now = self.clock()
+            snapshot = _Snapshot(model.task, model.aliases, versions, taken_at=now, checked_at=now)
         with self._lock:
             self._snapshots[name] = snapshot
         return snapshot

@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
 from tuneserve.errors import Conflict, Unavailable
 from tuneserve.registry import schema
+from tuneserve.registry.outages import unreachable_is_unavailable
 
 SQLITE_BUSY_TIMEOUT_S = 30
 # Execution option of a transaction that only reads: on SQLite it begins deferred (below).
@@ -245,6 +246,7 @@ def make_engine(url: str, *, migrate: bool = True, check: bool = True) -> Engine
         engine = _sqlite_engine(url)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "handle_error", unreachable_is_unavailable)
     if migrate:
         schema.upgrade(engine)
     elif check:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from tuneserve.errors import Conflict, InvalidRequest, NotFound
-from tuneserve.registry.db import ApiKeyRow, utcnow
+from tuneserve.registry.db import READ_ONLY, ApiKeyRow, utcnow
 
 SCOPES = ("inference", "fine_tune", "admin")
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -64,8 +64,14 @@ class KeyStore:
         self.engine = engine
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+    def _transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction; ``write=False`` for reads, which on SQLite then never queue
+        behind a writer: the gateway re-reads the keys on its requests' path."""
+        options = {} if write else {READ_ONLY: True}
+        with (
+            Session(self.engine, expire_on_commit=False, execution_options=options) as session,
+            session.begin(),
+        ):
             yield session
 
     def create(self, tenant: str, scopes: list[str], name: str = "") -> tuple[KeyInfo, str]:
@@ -97,7 +103,7 @@ class KeyStore:
 
     def list(self, tenant: str | None = None) -> list[KeyInfo]:
         """Every key (of one tenant), oldest first, revoked ones included."""
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             query = select(ApiKeyRow).order_by(ApiKeyRow.seq)
             if tenant is not None:
                 query = query.where(ApiKeyRow.tenant == tenant)
@@ -116,7 +122,7 @@ class KeyStore:
 
     def active(self) -> dict[str, StoredKey]:
         """Every key not revoked, by id: what a verifier keeps in memory."""
-        with self._transaction() as session:
+        with self._transaction(write=False) as session:
             rows = session.scalars(select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None)))
             return {row.id: StoredKey(_info(row), row.secret_sha256) for row in rows}
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException
 
@@ -37,6 +37,8 @@ def as_tuneserve_error(error: BaseException) -> TuneserveError:
         return Unavailable("the server is at capacity; retry shortly", retry_after_s=1)
     if isinstance(error, DeploymentUnavailableError):
         return Unavailable("the model server is not available yet; retry shortly")
+    if isinstance(error, RayActorError):  # a replica or actor died (or was cut off) mid-call
+        return Unavailable("the server process handling this request stopped; retry shortly")
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         param = ".".join(str(part) for part in first["loc"])
@@ -113,6 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
         RayTaskError,
         BackPressureError,
         DeploymentUnavailableError,
+        RayActorError,
         ValidationError,
     ):
         app.add_exception_handler(known, _any_error)

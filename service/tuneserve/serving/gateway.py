@@ -69,6 +69,7 @@ class Gateway:
             self.recorder,
             defaults | self.settings.tasks.default_models,
             self.settings.serving.alias_cache_ttl_s,
+            outage_grace_s=self.settings.serving.registry_outage_grace_s,
         )
         fine_tuning = FineTuningService(
             self.settings, registry, store, self.catalog, lambda: self.runner.wake.remote()
@@ -78,6 +79,7 @@ class Gateway:
             KeyStore(registry.engine),
             admin_token.get_secret_value().encode() if admin_token else None,
             self.settings.auth.key_cache_ttl_s,
+            outage_grace_s=self.settings.serving.registry_outage_grace_s,
         )
         return Services(models, fine_tuning, authenticator)
 

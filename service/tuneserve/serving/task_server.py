@@ -8,8 +8,10 @@ versions never share a batch. Chat streams go through a continuous-batching engi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +23,7 @@ from ray import serve
 from tuneserve.errors import NotFound
 from tuneserve.logs import configure_logging
 from tuneserve.registry import connect, refuse_node_local
-from tuneserve.serving.batcher import Batcher, problems_alone
+from tuneserve.serving.batcher import Batcher, BatchRecord, problems_alone
 from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.chat_streams import StreamSlots
 from tuneserve.serving.resident import Key, Resident, ResidentModels
@@ -53,6 +55,8 @@ class TaskServer:
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
         # one cap on the chat streams of this replica, whichever of its models they use
         self._stream_slots = StreamSlots(settings.serving.max_streams_per_replica)
+        # recent batches of every version, kept when a version is evicted (``info``)
+        self._batches: deque[tuple[str, BatchRecord]] = deque(maxlen=2000)
         self.models = ResidentModels(
             settings.serving.resident_versions,
             self._load,
@@ -125,7 +129,7 @@ class TaskServer:
                 lambda items, h=handler: self._predict_batch(h, metrics, items),
                 serving.max_batch_size,
                 serving.batch_wait_timeout_s,
-                on_batch=metrics.batch_started,
+                on_batch=functools.partial(self._batch_started, f"{name}@{number}", metrics),
                 # a failed batch: which requests fail alone (preprocessed one by one)
                 check=lambda requests, h=handler: self._in_model_thread(
                     problems_alone, h.preprocess, requests
@@ -243,16 +247,21 @@ class TaskServer:
             if (name, version) not in loaded
         ]
 
+    def _batch_started(self, label: str, metrics: VersionMetrics, record: BatchRecord) -> None:
+        metrics.batch_started(record)
+        self._batches.append((label, record))
+
     async def info(self) -> dict:
         """Replica id, resident versions and recent batch shapes (tests, debugging)."""
         context = serve.get_replica_context()
-        batches, chat = {}, {}
-        for resident in self.models.loaded():
-            label, runtime = "{}@{}".format(*resident.key), resident.runtime
-            if isinstance(runtime, Batcher):
-                batches[label] = [[r.items, r.requests, r.seq] for r in runtime.history]
-            else:
-                chat[label] = vars(runtime.stats)
+        batches: dict[str, list[list[int]]] = {}
+        for label, record in self._batches:
+            batches.setdefault(label, []).append([record.items, record.requests, record.seq])
+        chat = {
+            "{}@{}".format(*resident.key): vars(resident.runtime.stats)
+            for resident in self.models.loaded()
+            if not isinstance(resident.runtime, Batcher)
+        }
         return {
             "replica_id": context.replica_id.unique_id,
             "node_id": ray.get_runtime_context().get_node_id(),

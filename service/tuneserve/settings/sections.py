@@ -90,6 +90,13 @@ class ServingSettings(Section):
     alias_cache_ttl_s: float = Field(
         default=1.0, ge=0, description="How stale the gateway's view of aliases may be."
     )
+    registry_outage_grace_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="While the registry database cannot be read, how long after its last "
+        "good read the gateway keeps serving its view of aliases and API keys (inference on "
+        "models it has seen goes on; an unseen model or key gets 503). 0: 503 at once.",
+    )
     default_chat_max_tokens: int = Field(default=128, ge=1)
     stream_interval_s: float = Field(
         default=0.05,

@@ -28,10 +28,28 @@ from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
 
 # 500: the model failed mid-completion; 504: the stream ran past serving.chat_stream_timeout_s
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 500, 503, 504)}
+# ``stream: true`` answers 200 with server-sent events, one schema per event
+STREAMED = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": "A chat.completion.chunk as JSON; the last event is [DONE]. "
+                    'A stream that fails after its first chunk sends {"error": {...}} first.',
+                }
+            },
+        }
+    }
+}
 router = APIRouter(prefix="/v1", tags=["chat"], responses=ERRORS)
 
 
-@router.post("/chat/completions", response_model=ChatCompletion)
+@router.post(
+    "/chat/completions", response_model=ChatCompletion, responses={200: {"content": STREAMED}}
+)
 async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep, _: InferenceCaller):
     """Generate the assistant's next message; ``stream: true`` sends it token by token."""
     gateway.check_texts([m.content for m in body.messages], "messages")

@@ -12,7 +12,9 @@ from tuneserve.api.tasks import ErrorBody
 from tuneserve.errors import PayloadTooLarge
 from tuneserve.serving.deps import FineTuneCaller, FineTuningDep, GatewayDep
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+# 503: every upload slot is taken (limits.max_concurrent_uploads), or the registry database
+# is unreachable or busy
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERRORS)
 
 

@@ -11,7 +11,8 @@ from tuneserve.api.fine_tuning import CheckpointList, EventList, JobCreate, JobL
 from tuneserve.api.tasks import ErrorBody
 from tuneserve.serving.deps import FineTuneCaller, FineTuningDep
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 429)}
+# 413: a body over limits.max_json_body_bytes; 503: the registry database is unreachable or busy
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=ERRORS)
 Limit = Annotated[int, Query(ge=1, le=100)]
 

@@ -11,7 +11,8 @@ from tuneserve.api.keys import KeyCreate, KeyCreated, KeyList, KeyPublic
 from tuneserve.api.tasks import ErrorBody
 from tuneserve.serving.deps import AdminCaller, AuthenticatorDep
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
+# 413: a body over limits.max_json_body_bytes; 503: the registry database is unreachable or busy
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=ERRORS)
 
 

@@ -12,13 +12,21 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tuneserve.api.tasks import ErrorBody
 from tuneserve.errors import NotFound
 from tuneserve.serving.deps import GatewayDep
 
 router = APIRouter(tags=["observability"])
 
 
-@router.get("/metrics", response_class=Response)
+# the Prometheus text format, documented as such; 404: metrics are turned off
+RESPONSES = {
+    200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+    404: {"model": ErrorBody},
+}
+
+
+@router.get("/metrics", response_class=Response, responses=RESPONSES)
 async def metrics(gateway: GatewayDep) -> Response:
     """Versions and aliases, jobs by state and duration, training progress, evaluations."""
     if not gateway.settings.telemetry.metrics_enabled:

@@ -11,9 +11,11 @@ from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest, RollbackR
 from tuneserve.api.tasks import ErrorBody, ModelList, ModelPublic, VersionList
 from tuneserve.serving.deps import AdminDep, Caller, GatewayDep, ModelsDep
 
-router = APIRouter(
-    tags=["models"], responses={code: {"model": ErrorBody} for code in (401, 403, 404)}
-)
+router = APIRouter(tags=["models"])
+# 503: the registry database is unreachable or busy (retry)
+ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
+# a move takes a JSON body (400 unreadable, 413 too large); 409: the compare-and-set lost
+MOVE_ERRORS = ERRORS | {code: {"model": ErrorBody} for code in (400, 409, 413)}
 
 
 @router.get("/healthz")
@@ -22,7 +24,9 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz", responses={503: {"description": "Not ready yet: the same body, `ready` false."}}
+)
 async def readyz(gateway: GatewayDep) -> JSONResponse:
     """Readiness: every task server has its production versions loaded (503 until then).
 
@@ -41,19 +45,19 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, responses=ERRORS)
 async def list_models(models: ModelsDep, _: Caller) -> ModelList:
     """Every model with its task and aliases (OpenAI-shaped list)."""
     return await asyncio.to_thread(models.list_models)
 
 
-@router.get("/v1/models/{name}", response_model=ModelPublic)
+@router.get("/v1/models/{name}", response_model=ModelPublic, responses=ERRORS)
 async def get_model(name: str, models: ModelsDep, _: Caller) -> ModelPublic:
     """One model with its task and aliases."""
     return await asyncio.to_thread(models.get_model, name)
 
 
-@router.get("/v1/models/{name}/versions", response_model=VersionList)
+@router.get("/v1/models/{name}/versions", response_model=VersionList, responses=ERRORS)
 async def list_versions(name: str, models: ModelsDep, _: Caller) -> VersionList:
     """Every version of a model: metrics, lineage, and the aliases pointing at it."""
     return await asyncio.to_thread(models.list_versions, name)
@@ -63,7 +67,7 @@ async def list_versions(name: str, models: ModelsDep, _: Caller) -> VersionList:
     "/v1/models/{name}/promote",
     response_model=AliasMovePublic,
     dependencies=[AdminDep],
-    responses={409: {"model": ErrorBody}},
+    responses=MOVE_ERRORS,
 )
 async def promote_version(name: str, body: PromoteRequest, models: ModelsDep) -> AliasMovePublic:
     """Load and warm ``version`` on every replica, then make it production (compare-and-set)."""
@@ -74,7 +78,7 @@ async def promote_version(name: str, body: PromoteRequest, models: ModelsDep) ->
     "/v1/models/{name}/rollback",
     response_model=AliasMovePublic,
     dependencies=[AdminDep],
-    responses={409: {"model": ErrorBody}},
+    responses=MOVE_ERRORS,
 )
 async def rollback_version(
     name: str, models: ModelsDep, body: RollbackRequest | None = None
