@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m bench.hotswap
 	$(BIN)/python -m bench.metrics_cost
 	$(BIN)/python -m bench.data_memory
+	$(BIN)/python -m bench.soak
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)
