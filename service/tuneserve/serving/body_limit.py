@@ -88,8 +88,11 @@ def proxy_middlewares() -> list[Middleware]:
     by the limits of the environment (``TUNESERVE_LIMITS__*``; this is an entry point).
     """
     rules = BodyRules.from_limits(Settings().limits)
-    cap = BodyRule(max(rule.max_bytes for rule in (rules.default, *rules.routes.values())))
-    return [Middleware(BodyLimit, rules=lambda: BodyRules(cap))]
+    cap = max(rule.max_bytes for rule in (rules.default, *rules.routes.values()))
+    # the same cap everywhere; a route the gateway names a field for keeps that name (at
+    # the root prefix), since under load the proxy may pass its cap before the app answers
+    named = {route: BodyRule(cap, param=rule.param) for route, rule in rules.routes.items()}
+    return [Middleware(BodyLimit, rules=lambda: BodyRules(BodyRule(cap), named))]
 
 
 class BodyLimit:
