@@ -35,6 +35,13 @@ POSTGRES_URL = os.environ.get(
 )
 # Built models survive between runs (a fingerprint says when to rebuild); state does not.
 ZOO_CACHE = ROOT / ".tuneserve" / "test-zoo"
+# Modules that start Ray clusters of their own: they run first, before the session's
+# cluster starts, so that two clusters never share the two cores.
+OWN_CLUSTERS = ("test_cluster.py", "test_durability.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in OWN_CLUSTERS)  # stable: order kept
 
 
 @pytest.fixture(scope="session")

@@ -282,7 +282,9 @@ def test_files_are_listed_retrieved_and_deleted_but_not_while_in_use(http, copie
     )
     busy = http.delete(f"/v1/files/{file_id}")
     assert busy.status_code == 409 and job["id"] in busy.json()["error"]["message"]
-    wait_for(http, job["id"])
+    # a job that ended, however it ended, no longer holds its file
+    assert http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").status_code == 200
+    assert wait_for(http, job["id"])["status"] == "cancelled"
     assert http.delete(f"/v1/files/{file_id}").json() == {
         "id": file_id,
         "object": "file",

@@ -67,7 +67,20 @@ class Prometheus:
             if seen == pytest.approx(expected):
                 return time.time()
             time.sleep(0.5)
-        raise AssertionError(f"{expr} is {seen}, expected {expected} within {DEADLINE_S} s")
+        raise AssertionError(
+            f"{expr} is {seen}, expected {expected} within {DEADLINE_S} s; {self.diagnosis()}"
+        )
+
+    def diagnosis(self) -> str:
+        """What a failed wait needs: each target's last scrape, the app's series by name."""
+        targets = self.http.get("/api/v1/targets").json()["data"]["activeTargets"]
+        scrapes = [
+            {k: t.get(k) for k in ("scrapeUrl", "health", "lastError", "lastScrapeDuration")}
+            for t in targets
+        ]
+        names = self.query(f"count by (__name__) ({{{OBSERVED}}})")
+        series = {r["metric"].get("__name__"): r["value"][1] for r in names}
+        return f"scrapes: {scrapes}; series of the app: {series}"
 
     def names(self) -> set[str]:
         return set(self.http.get("/api/v1/label/__name__/values").json()["data"])
@@ -109,13 +122,16 @@ def observed(service, service_settings, starter_models, tmp_path_factory) -> str
 
 @pytest.fixture(scope="module")
 def prometheus(service_settings, tmp_path_factory) -> Prometheus:
-    """The prometheus binary on a free port with its own data dir, scraping every second."""
+    """The prometheus binary on a free port with its own data dir, scraping every 3 s."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("no prometheus binary: `apt-get install prometheus` (.ci/run does)")
     folder = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load(SCRAPE_CONFIG.read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    # Ray's agent renders every series it ever saw (it forgets no dead replica's counters):
+    # late in the suite, megabytes that take over a second on a busy machine, and a scrape
+    # may take no longer than its interval
+    config["global"] = {"scrape_interval": "3s", "scrape_timeout": "3s"}
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     replicas_target = f"127.0.0.1:{service_settings.ray.metrics_export_port}"
     jobs["tuneserve-replicas"]["static_configs"] = [{"targets": [replicas_target]}]

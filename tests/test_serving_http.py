@@ -271,7 +271,9 @@ def test_raw_stream_is_server_sent_events_ending_in_done(ready_service, http):
     assert first["object"] == "chat.completion.chunk" and first["choices"][0]["delta"]["role"]
 
 
-def test_disconnected_stream_stops_generating(ready_service, service, admin_headers):
+def _leave_a_stream_early(service: str, admin_headers: dict[str, str]) -> tuple[dict, dict]:
+    """Read two messages of a 500-token stream, close the connection; chat@1's stats
+    before, and after the engine counted the stream as cancelled or complete."""
     before = _server_info("chat")["chat"]["chat@1"]
     body = {
         "messages": [{"role": "user", "content": "Hello!"}],
@@ -288,10 +290,23 @@ def test_disconnected_stream_stops_generating(ready_service, service, admin_head
         next(lines)
     # leaving the block closed the connection mid-stream
     deadline = time.monotonic() + 30
-    stats = before
-    while time.monotonic() < deadline and stats["streams_cancelled"] == before["streams_cancelled"]:
+    while time.monotonic() < deadline:
         stats = _server_info("chat")["chat"]["chat@1"]
+        if stats["streams_cancelled"] > before["streams_cancelled"]:
+            break
+        if stats["tokens_generated"] - before["tokens_generated"] >= 500:
+            break  # complete: the tiny model decoded it all before the client left
         time.sleep(0.05)
+    return before, stats
+
+
+def test_disconnected_stream_stops_generating(ready_service, service, admin_headers):
+    # the tiny model decodes 500 tokens in about a second: a client slowed down by a busy
+    # machine may leave after the end; such a try proves nothing, and another is made
+    for _ in range(3):
+        before, stats = _leave_a_stream_early(service, admin_headers)
+        if stats["streams_cancelled"] > before["streams_cancelled"]:
+            break
     assert stats["streams_cancelled"] == before["streams_cancelled"] + 1
     assert stats["most_tokens_after_cancel"] <= 2
     generated = stats["tokens_generated"] - before["tokens_generated"]
