@@ -505,7 +505,8 @@ def test_a_cancel_during_the_promotion_comes_too_late_and_the_job_succeeds(world
 def test_train_loop_config_holds_no_database_url_or_credentials(world, tmp_path):
     settings = world.settings.updated(registry={"database_url": SECRET_URL})
     job = world.jobs.get_job(world.create_job())
-    plan = Plan(TrainingConfig(), "file:///base", "file:///t.arrow", "file:///v.arrow", [])
+    uris = ("file:///base", "0" * 64, "file:///t.arrow", "file:///v.arrow")
+    plan = Plan(TrainingConfig(), *uris, [])
     reporter = object()  # the runner actor's handle, in a runner
     config = _trainer(job, plan, settings, reporter).train_loop_config
     shown = json.dumps(config, default=repr)  # about what Ray Train's dashboard shows

@@ -18,7 +18,7 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from tuneserve.errors import Conflict, InvalidRequest, NotFound
+from tuneserve.errors import Conflict, InvalidRequest, NotFound, Unavailable
 
 # Object stores cannot rename a directory atomically, so a remote artifact counts as
 # complete only once this marker, written after every other file, exists.
@@ -40,6 +40,13 @@ def weights_sha256(model_dir: Path) -> str:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+class ArtifactCorrupt(Unavailable):
+    """An artifact's weights are not the ones registered; the version cannot serve."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retry_after_s=60, code="artifact_corrupt")
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,26 @@ class ArtifactStore:
             _download(fs, path, staging)
             _publish(staging, cached, exists_ok=True)
         return cached
+
+    def verified_path(self, uri: str, sha256: str) -> Path:
+        """``local_path`` whose weights match the sha256 the registry recorded for them.
+
+        A cached copy that does not match (a broken download, a disk fault, a hand that
+        edited it) is dropped and fetched once more; an artifact that still does not match
+        is refused: serving other weights than the version names would be silent.
+        """
+        path = self.local_path(uri)
+        if weights_sha256(path) == sha256:
+            return path
+        if path.resolve().is_relative_to(self.cache_dir.resolve()):  # a downloaded copy
+            shutil.rmtree(path, ignore_errors=True)
+            path = self.local_path(uri)
+            if weights_sha256(path) == sha256:
+                return path
+        raise ArtifactCorrupt(
+            f"the weights of artifact {uri} do not match the sha256 recorded for them "
+            f"({sha256[:16]}…): restore the artifact, or register its weights as a new version"
+        )
 
 
 def _uri_in(fs: AbstractFileSystem, path: str) -> str:

@@ -144,7 +144,7 @@ class TaskServer:
         """Read the version's artifact, load it on the model thread and warm it up."""
         registry, store = await self._connected
         version = await asyncio.to_thread(registry.get_version, name, number)
-        path = await asyncio.to_thread(store.local_path, version.artifact_uri)
+        path = await asyncio.to_thread(store.verified_path, version.artifact_uri, version.sha256)
         handler = await self._in_model_thread(
             lambda: self.handler_class.load(
                 path,

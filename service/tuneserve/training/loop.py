@@ -165,7 +165,8 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     spec = TaskCatalog.load(context["tasks"]["modules"]).get(context["task"])
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resumed:
-        source = Path(resumed) if resumed else store.local_path(context["base_uri"])
+        base = (context["base_uri"], context["base_sha256"])
+        source = Path(resumed) if resumed else store.verified_path(*base)
         handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
         if context["new_labels"] and not resumed:  # a checkpoint has the grown head already
             handler.add_labels(context["new_labels"])

@@ -187,9 +187,11 @@ def _plan(job: JobInfo, config: TrainingConfig, ctx: JobContext) -> Plan:
         known = set(_base_labels(job, ctx))
         head = ctx.catalog.get(job.task).head_labels(labels)
         new_labels = [label for label in head if label not in known]
+    base = ctx.registry.get_version(job.model, job.base_version)
     return Plan(
         config=config,
-        base_uri=ctx.registry.get_version(job.model, job.base_version).artifact_uri,
+        base_uri=base.artifact_uri,
+        base_sha256=base.sha256,
         train_uri=train_uri,
         validation_uri=validation_uri,
         new_labels=new_labels,

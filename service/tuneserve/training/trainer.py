@@ -35,6 +35,7 @@ class Plan:
 
     config: TrainingConfig
     base_uri: str
+    base_sha256: str  # the workers check the base's weights against it
     train_uri: str  # Arrow files of rows
     validation_uri: str
     new_labels: list[str]  # labels the head gains before training (allow_new_labels)
@@ -135,6 +136,7 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: Any) -> Tor
         "task": job.task,
         "training": config.model_dump(),
         "base_uri": plan.base_uri,
+        "base_sha256": plan.base_sha256,
         "train_uri": plan.train_uri,
         "validation_uri": plan.validation_uri,
         "new_labels": plan.new_labels,
