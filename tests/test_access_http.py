@@ -58,6 +58,13 @@ CASES = [
     Case("GET", "/readyz", PUBLIC),
     Case("GET", "/metrics", PUBLIC),
     Case("GET", "/v1/models", ANY_KEY),
+    # an import from a folder that does not exist: an admin gets 404, others no say
+    Case(
+        "POST",
+        "/v1/models",
+        ADMIN | {"admin": 404},
+        body=lambda w, c: {"source": "/absent/model", "name": "never-imported"},
+    ),
     Case("GET", "/v1/models/{name}", ANY_KEY, path=lambda w, c: f"/v1/models/{w.model}"),
     Case(
         "GET",

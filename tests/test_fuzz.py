@@ -13,6 +13,9 @@ train, or cost much. What is constrained, and why:
 - ``POST /v1/fine_tuning/jobs``: a job is created only for a training file that exists, so
   every generated file id is prefixed with one that no file has (``file-fuzz-absent-``):
   a valid body is then a 404 naming the file, never a queued job.
+- ``POST /v1/models`` (import): every generated ``source`` is put under a folder that does
+  not exist (``/fuzz-absent/``): a valid body is then a 404, never a download or a model
+  loaded (a bare ``/`` or a hub id would otherwise be tried).
 - chat and translate: a token budget within the server's limit is cut to
   ``FUZZ_MAX_TOKENS`` (one over the limit is kept: its 400 is part of what is tested), and
   fewer cases run for them (``SLOW_EXAMPLES``): each valid case runs the model.
@@ -45,6 +48,7 @@ SLOW_EXAMPLES = 15  # chat and translate: every valid case generates tokens
 FUZZ_MAX_TOKENS = 4
 THROWAWAY_MODEL = "fuzz-sentiment"
 ABSENT_FILE_PREFIX = "file-fuzz-absent-"
+ABSENT_FOLDER = "/fuzz-absent/"
 SLOW_PATHS = re.compile(r"^/v1/(chat/completions|translate)$")
 MOVES_PRODUCTION = re.compile(r"^/v1/models/\{name\}/(promote|rollback)$")
 TOKEN_BUDGETS = {
@@ -107,6 +111,8 @@ def bounded(case, token_limit: int) -> None:
         for field in ("training_file", "validation_file"):
             if isinstance(body.get(field), str):
                 body[field] = ABSENT_FILE_PREFIX + body[field]
+    if path == "/v1/models" and isinstance(body.get("source"), str):
+        body["source"] = ABSENT_FOLDER + body["source"].lstrip("/")
     fields = TOKEN_BUDGETS.get(path, ())
     for field in fields:
         value = body.get(field)

@@ -61,6 +61,12 @@ class LimitSettings(Section):
     )
     max_upload_bytes: int = Field(default=50 * 2**20, gt=0, description="Largest file upload.")
     max_file_rows: int = Field(default=200_000, gt=0, description="Most rows in one file.")
+    max_import_bytes: int = Field(
+        default=4 * 2**30,
+        gt=0,
+        description="Largest model a user may import (POST /v1/models), its files summed; "
+        "checked before any byte is copied.",
+    )
     max_file_errors: int = Field(default=20, gt=0, description="Row errors listed per upload.")
     max_json_body_bytes: int = Field(
         default=8 * 2**20,

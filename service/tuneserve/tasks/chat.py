@@ -78,6 +78,7 @@ class ChatTask(TaskSpec):
     Output = ChatOutput
     handler = "tuneserve.tasks.handlers.chat:ChatHandler"
     default_model = "chat"
+    architectures = ("ForCausalLM",)
     primary_metric = "token_accuracy"
     lower_is_better = frozenset({"loss", "perplexity", "validation_loss"})
     example: ClassVar[dict[str, Any]] = {

@@ -53,6 +53,7 @@ class ClassificationTask(TaskSpec):
     summary = "Label each input text, best labels first."
     handler = "tuneserve.tasks.handlers.classification:ClassificationHandler"
     default_model = "sentiment"
+    architectures = ("ForSequenceClassification",)
     primary_metric = "accuracy"
     example: ClassVar[dict[str, Any]] = {"text": "A warm-up sentence."}
     label_kind = "labels"

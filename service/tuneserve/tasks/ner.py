@@ -72,6 +72,7 @@ class NerTask(TaskSpec):
     summary = "Entities of each input text, with character offsets."
     handler = "tuneserve.tasks.handlers.ner:NerHandler"
     default_model = "entities"
+    architectures = ("ForTokenClassification",)
     primary_metric = "f1"
     example: ClassVar[dict[str, Any]] = {"text": "Anna flew to Paris."}
     label_kind = "tags"

@@ -69,6 +69,7 @@ class QaTask(TaskSpec):
     summary = "The answer span of each question in its context."
     handler = "tuneserve.tasks.handlers.qa:QaHandler"
     default_model = "qa"
+    architectures = ("ForQuestionAnswering",)
     primary_metric = "exact_match"
     example: ClassVar[dict[str, Any]] = {"question": "Who?", "context": "Anna did."}
     Options = QaOptions

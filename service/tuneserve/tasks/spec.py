@@ -74,6 +74,9 @@ class TaskSpec:
     learning_rate: ClassVar[float] = 1e-4  # fine-tuning default (a pretrained encoder)
     streams: ClassVar[bool] = False
     label_kind: ClassVar[str | None] = None  # "labels" / "tags" when rows carry them
+    # how an imported model shows it does this task: suffixes of ``config.architectures``
+    # (``BertForSequenceClassification`` ends with ``ForSequenceClassification``)
+    architectures: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type[BaseModel]] = NoOptions  # per-task settings (task_options.<name>)
 
     # --- serving -----------------------------------------------------------------------

@@ -44,6 +44,7 @@ class TranslationTask(TaskSpec):
     summary = "Translate each input text."
     handler = "tuneserve.tasks.handlers.translation:TranslationHandler"
     default_model = "translate-en-de"
+    architectures = ("ForConditionalGeneration", "MTModel")
     primary_metric = "bleu"
     example: ClassVar[dict[str, Any]] = {"text": "A warm-up sentence.", "max_new_tokens": 4}
     learning_rate = 1e-3  # small models trained from scratch

@@ -8,8 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest, RollbackRequest
+from tuneserve.api.imports import ImportedModel, ImportModelRequest
 from tuneserve.api.tasks import ErrorBody, ModelList, ModelPublic, VersionList
 from tuneserve.serving.deps import AdminDep, Caller, GatewayDep, ModelsDep
+from tuneserve.serving.imports import run_import
 
 router = APIRouter(tags=["models"])
 # 503: the registry database is unreachable or busy (retry)
@@ -49,6 +51,20 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
 async def list_models(models: ModelsDep, _: Caller) -> ModelList:
     """Every model with its task and aliases (OpenAI-shaped list)."""
     return await asyncio.to_thread(models.list_models)
+
+
+@router.post(
+    "/v1/models",
+    response_model=ImportedModel,
+    dependencies=[AdminDep],
+    responses=MOVE_ERRORS | {404: {"model": ErrorBody}},
+)
+async def import_model(body: ImportModelRequest, gateway: GatewayDep) -> ImportedModel:
+    """Import a model you have (a safetensors folder, an fsspec URL, a pinned hub id) as a
+    new version: fetched, checked, loaded once and answered with, then registered. Anything
+    refused (pickled weights, no label map, the wrong task, too large…) is a 4xx naming
+    the reason, and nothing is left behind."""
+    return await run_import(gateway.settings, body)
 
 
 @router.get("/v1/models/{name}", response_model=ModelPublic, responses=ERRORS)

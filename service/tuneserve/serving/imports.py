@@ -1,0 +1,41 @@
+"""Model imports run in a Ray task of their own, not in the gateway.
+
+An import downloads a model and loads it once with torch, which would put the model (and
+torch) into the gateway's memory for good; a task's worker takes that cost and returns
+only the answer. It asks for no CPU: on a cluster whose CPUs the replicas have reserved,
+a task that asked for one would wait forever.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.exceptions import RayTaskError
+
+from tuneserve.api.imports import ImportedModel, ImportModelRequest
+from tuneserve.control.model_import import import_model
+from tuneserve.errors import TuneserveError
+from tuneserve.logs import configure_logging
+from tuneserve.registry import connect
+from tuneserve.settings import Settings
+from tuneserve.tasks.catalog import TaskCatalog
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _run_import(settings: Settings, request: ImportModelRequest) -> ImportedModel:
+    configure_logging()
+    registry, store = connect(settings.registry)
+    try:
+        catalog = TaskCatalog.load(settings.tasks.modules)
+        return import_model(request, settings, registry, store, catalog)
+    finally:
+        registry.engine.dispose()
+
+
+async def run_import(settings: Settings, request: ImportModelRequest) -> ImportedModel:
+    """The import's answer; a refusal raised in the task is raised here as itself."""
+    try:
+        return await _run_import.remote(settings, request)
+    except RayTaskError as error:
+        if isinstance(error.cause, TuneserveError):
+            raise error.cause from None
+        raise
