@@ -28,9 +28,9 @@ from transformers import (
 from tuneserve.api.imports import ImportedModel, ImportModelRequest
 from tuneserve.cli import app
 from tuneserve.control.model_import import import_model
-from tuneserve.errors import InvalidRequest, NotFound, PayloadTooLarge
+from tuneserve.errors import ArtifactCorrupt, InvalidRequest, NotFound, PayloadTooLarge
 from tuneserve.registry import Registry, connect, weights_sha256
-from tuneserve.registry.store import ArtifactCorrupt, ArtifactStore
+from tuneserve.registry.store import ArtifactStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import builtin_catalog
 from typer.testing import CliRunner

@@ -102,54 +102,27 @@ def models_list() -> None:
 
 @models_app.command("import")
 def models_import(
-    source: Annotated[str, typer.Argument(help="Folder, fsspec URL, or hf://org/name@rev.")],
+    source: Annotated[str, typer.Argument(help="Folder, fsspec URL, GGUF file, hf://org/n@rev")],
     name: Annotated[str, typer.Option(help="The registry model it becomes a version of.")],
-    task: Annotated[
-        str | None, typer.Option(help="Default: inferred from config.architectures.")
-    ] = None,
-    alias: Annotated[
-        str | None, typer.Option(help="production or candidate, for a model without one.")
-    ] = None,
-    description: Annotated[str | None, typer.Option(help="Shown in /v1/models.")] = None,
+    task: Annotated[str | None, typer.Option(help="Default: from config.architectures.")] = None,
+    alias: Annotated[str | None, typer.Option(help="production or candidate, if unset.")] = None,
 ) -> None:
-    """Import a model you have as a new version: checked, loaded once, then registered.
-
-    Runs here, against the registry of the settings (TUNESERVE_*); a running service
-    serves the version as soon as it is registered.
-    """
-    from pydantic import ValidationError
-
+    """Import a model you have as a new version of the settings' registry (TUNESERVE_*)."""
     from tuneserve.api.imports import ImportModelRequest
-    from tuneserve.control.model_import import import_model
+    from tuneserve.control.model_import import import_with
     from tuneserve.errors import TuneserveError
-    from tuneserve.registry import connect
-    from tuneserve.tasks.catalog import TaskCatalog
 
-    settings = _settings(None)
-    registry, store = connect(settings.registry)
-    if "://" not in source:  # a folder of this machine, as the shell names it
+    if "://" not in source:  # a folder or file of this machine, as the shell names it
         source = str(Path(source).resolve())
-    fields = {"source": source, "name": name, "task": task, "alias": alias}
     try:
-        request = ImportModelRequest(**fields, description=description)
-        catalog = TaskCatalog.load(settings.tasks.modules)
-        imported = import_model(request, settings, registry, store, catalog)
-    except ValidationError as error:
-        console.print(f"[red]{error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}[/red]")
+        request = ImportModelRequest(source=source, name=name, task=task, alias=alias)
+        done = import_with(_settings(None), request)
+    except (TuneserveError, ValueError) as error:  # a pydantic ValidationError is a ValueError
+        console.print(f"[red]refused: {getattr(error, 'message', error)}[/red]")
         raise typer.Exit(2) from None
-    except TuneserveError as error:
-        console.print(f"[red]refused ({error.param or 'source'}): {error.message}[/red]")
-        raise typer.Exit(2) from None
-    table = Table(title=f"imported {imported.model}@{imported.version}")
-    for column in ("task", "architecture", "labels", "size", "sha256", "alias"):
-        table.add_column(column)
-    size = f"{imported.size_bytes / 2**20:.1f} MiB"
-    labels = ", ".join(imported.labels) or "-"
-    sha = imported.sha256[:16]
-    table.add_row(imported.task, imported.architecture, labels, size, sha, imported.alias or "-")
-    console.print(table)
-    for left in imported.left_behind:
-        console.print(f"left behind (pickled weights, not imported): {left}")
+    labels = f", labels {', '.join(done.labels)}" if done.labels else ""
+    left = f"; left behind (pickled): {', '.join(done.left_behind)}" if done.left_behind else ""
+    print(f"imported {done.model}@{done.version}: {done.task} ({done.architecture}{labels}){left}")
 
 
 @db_app.command("upgrade")

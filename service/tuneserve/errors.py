@@ -110,6 +110,13 @@ class Unavailable(TuneserveError):
         self.retry_after_s = retry_after_s
 
 
+class ArtifactCorrupt(Unavailable):
+    """An artifact's weights are not the ones registered; the version cannot serve."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retry_after_s=60, code="artifact_corrupt")
+
+
 def unreadable_json(error: BaseException) -> str | None:
     """Why Python's ``json`` could not read a well-formed text, for the client; None if not
     one of these. Both are refusals of abusive input, not server faults: nesting past the

@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.chat import (
-    GREEDY_BELOW_TEMPERATURE,
     MAX_STOP_SEQUENCES,
-    SEED_MAX,
-    SEED_MIN,
     ChatItem,
     ChatMessage,
+    Seed,
     StopString,
+    Temperature,
+    TopP,
 )
 
 
@@ -38,7 +38,7 @@ class ChatCompletionRequest(BaseModel):
         description="Most tokens to generate; above the server's limit is a 400.",
     )
     n: int = Field(default=1, ge=1, le=1, description="Only one choice per request.")
-    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    seed: Seed = None
     stop: list[StopString] | None = Field(
         default=None,
         max_length=MAX_STOP_SEQUENCES,
@@ -46,14 +46,8 @@ class ChatCompletionRequest(BaseModel):
     )
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float = Field(
-        default=1.0,
-        ge=0.0,
-        le=2.0,
-        allow_inf_nan=False,
-        description=f"0 (or below {GREEDY_BELOW_TEMPERATURE}) decodes greedily.",
-    )
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
     # --- tuneserve extensions ---
     ignore_eos: bool = Field(default=False, description="Keep generating past end-of-turn.")
 

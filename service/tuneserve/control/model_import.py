@@ -18,7 +18,7 @@ from pathlib import Path
 from tuneserve.api.imports import ImportedModel, ImportModelRequest
 from tuneserve.control.model_sources import Fetched, fetch
 from tuneserve.errors import InvalidRequest, NotFound
-from tuneserve.registry import ArtifactStore, ModelInfo, Registry, weights_sha256
+from tuneserve.registry import ArtifactStore, ModelInfo, Registry, connect, weights_sha256
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.spec import TaskSpec
@@ -118,6 +118,16 @@ def dry_load(folder: Path, spec: TaskSpec, max_length: int) -> None:
 def redacted(source: str) -> str:
     """The source as lineage records it: no credentials from a URL's user part."""
     return re.sub(r"//[^/@]*@", "//", source)
+
+
+def import_with(settings: Settings, request: ImportModelRequest) -> ImportedModel:
+    """``import_model`` on the registry, store and tasks that ``settings`` name."""
+    registry, store = connect(settings.registry)
+    try:
+        catalog = TaskCatalog.load(settings.tasks.modules)
+        return import_model(request, settings, registry, store, catalog)
+    finally:
+        registry.engine.dispose()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from tuneserve.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from tuneserve.errors import ArtifactCorrupt, Conflict, InvalidRequest, NotFound
 
 # Object stores cannot rename a directory atomically, so a remote artifact counts as
 # complete only once this marker, written after every other file, exists.
@@ -40,13 +40,6 @@ def weights_sha256(model_dir: Path) -> str:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-class ArtifactCorrupt(Unavailable):
-    """An artifact's weights are not the ones registered; the version cannot serve."""
-
-    def __init__(self, message: str):
-        super().__init__(message, retry_after_s=60, code="artifact_corrupt")
 
 
 @dataclass(frozen=True)

@@ -12,23 +12,16 @@ import ray
 from ray.exceptions import RayTaskError
 
 from tuneserve.api.imports import ImportedModel, ImportModelRequest
-from tuneserve.control.model_import import import_model
+from tuneserve.control.model_import import import_with
 from tuneserve.errors import TuneserveError
 from tuneserve.logs import configure_logging
-from tuneserve.registry import connect
 from tuneserve.settings import Settings
-from tuneserve.tasks.catalog import TaskCatalog
 
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_import(settings: Settings, request: ImportModelRequest) -> ImportedModel:
     configure_logging()
-    registry, store = connect(settings.registry)
-    try:
-        catalog = TaskCatalog.load(settings.tasks.modules)
-        return import_model(request, settings, registry, store, catalog)
-    finally:
-        registry.engine.dispose()
+    return import_with(settings, request)
 
 
 async def run_import(settings: Settings, request: ImportModelRequest) -> ImportedModel:

@@ -24,6 +24,20 @@ MAX_STOP_SEQUENCES, MAX_STOP_CHARS = 4, 64
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
 
 
+# sampling parameters, validated alike wherever a request carries them (OpenAI's body too)
+Temperature = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=2.0,
+        allow_inf_nan=False,
+        description=f"0 (or below {GREEDY_BELOW_TEMPERATURE}) decodes greedily.",
+    ),
+]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+Seed = Annotated[int | None, Field(ge=SEED_MIN, le=SEED_MAX)]
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
@@ -32,16 +46,10 @@ class ChatMessage(BaseModel):
 class ChatItem(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int = Field(default=128, ge=1)
-    temperature: float = Field(
-        default=1.0,
-        ge=0.0,
-        le=2.0,
-        allow_inf_nan=False,
-        description=f"Below {GREEDY_BELOW_TEMPERATURE} decodes greedily.",
-    )
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
     stop: list[StopString] = Field(default_factory=list, max_length=MAX_STOP_SEQUENCES)
-    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    seed: Seed = None
     ignore_eos: bool = Field(default=False, description="Generate past the end-of-turn token.")
 
 
