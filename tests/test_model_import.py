@@ -180,6 +180,24 @@ def test_custom_code_is_refused(world, topic_classifier, tmp_path):
     _refused(world, folder, InvalidRequest, "remote code is never run")
 
 
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [("{not json", "config.json is not JSON"), ("[1, 2]", "not a JSON object")],
+)
+def test_an_unreadable_config_is_refused(world, topic_classifier, tmp_path, config, needle):
+    folder = shutil.copytree(topic_classifier, tmp_path / "bad-config")
+    (folder / "config.json").write_text(config)
+    _refused(world, folder, InvalidRequest, needle)
+
+
+def test_label_ids_that_are_not_numbers_are_refused(world, topic_classifier, tmp_path):
+    folder = shutil.copytree(topic_classifier, tmp_path / "bad-ids")
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"first": "world", "second": "sports"}
+    (folder / "config.json").write_text(json.dumps(config))
+    _refused(world, folder, InvalidRequest, "not a map of ids to labels")
+
+
 def test_a_missing_tokenizer_is_refused(world, topic_classifier, tmp_path):
     folder = tmp_path / "no-tokenizer"
     folder.mkdir()

@@ -38,14 +38,15 @@ class Inspection:
 
 def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
     """The task the folder's config shows (checked against ``task`` when one is given)."""
-    config = json.loads((folder / "config.json").read_text())
+    config = _config(folder)
     if "auto_map" in config:
         raise InvalidRequest(
             "the model needs code of its own (config.auto_map), and remote code is never run "
             "here: import a model whose architecture transformers ships",
             param="source",
         )
-    architectures = [str(name) for name in config.get("architectures") or []]
+    named = config.get("architectures")
+    architectures = [str(name) for name in named] if isinstance(named, list) else []
     shown = [
         spec
         for spec in catalog
@@ -54,7 +55,7 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
     if task is None and not shown:
         raise InvalidRequest(
             f"cannot tell the task from config.architectures {architectures}: a plain "
-            "encoder has no task head; name the task, or fine-tune a new model from it",
+            "encoder has no task head, so it has nothing to serve",
             param="task",
         )
     spec = catalog.get(task) if task is not None else shown[0]
@@ -76,12 +77,27 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
     return Inspection(spec, architectures[0], _labels(config, spec))
 
 
+def _config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest(f"config.json is not JSON: {error}", param="source") from None
+    if not isinstance(config, dict):
+        raise InvalidRequest("config.json is not a JSON object", param="source")
+    return config
+
+
 def _labels(config: dict, spec: TaskSpec) -> list[str]:
     """The head's labels in id order, for tasks whose outputs are labels."""
     if spec.label_kind is None:
         return []
     id2label = config.get("id2label") or {}
-    labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    try:
+        labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidRequest(
+            "config.id2label is not a map of ids to labels", param="source"
+        ) from None
     if not labels or all(PLACEHOLDER_LABEL.fullmatch(label) for label in labels):
         raise InvalidRequest(
             f"the model has no label map (config.id2label is {labels or 'missing'}): a "
