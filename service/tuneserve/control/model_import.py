@@ -38,7 +38,7 @@ class Inspection:
 
 def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
     """The task the folder's config shows (checked against ``task`` when one is given)."""
-    config = _config(folder)
+    config = _json_object(folder / "config.json")
     if "auto_map" in config:
         raise InvalidRequest(
             "the model needs code of its own (config.auto_map), and remote code is never run "
@@ -77,14 +77,15 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
     return Inspection(spec, architectures[0], _labels(config, spec))
 
 
-def _config(folder: Path) -> dict:
+def _json_object(path: Path) -> dict:
+    """A config file of the model, which must hold one JSON object (a 400 naming it else)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
+        found = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequest(f"config.json is not JSON: {error}", param="source") from None
-    if not isinstance(config, dict):
-        raise InvalidRequest("config.json is not a JSON object", param="source")
-    return config
+        raise InvalidRequest(f"{path.name} is not JSON: {error}", param="source") from None
+    if not isinstance(found, dict):
+        raise InvalidRequest(f"{path.name} is not a JSON object", param="source")
+    return found
 
 
 def _labels(config: dict, spec: TaskSpec) -> list[str]:
@@ -111,9 +112,7 @@ def _has_chat_template(folder: Path) -> bool:
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True
     tokenizer_config = folder / "tokenizer_config.json"
-    return tokenizer_config.is_file() and bool(
-        json.loads(tokenizer_config.read_text()).get("chat_template")
-    )
+    return tokenizer_config.is_file() and bool(_json_object(tokenizer_config).get("chat_template"))
 
 
 def dry_load(folder: Path, spec: TaskSpec, max_length: int) -> None:
@@ -206,9 +205,9 @@ def _register(
     stored = store.exists(store.uri_for(key))  # the same weights, imported before
     uri = store.uri_for(key) if stored else store.put_dir(staged.folder, key)
     task, architecture = staged.found.spec.name, staged.found.architecture
+    source = redacted(request.source)
     try:
-        description = request.description or f"imported from {redacted(request.source)}"
-        registry.create_model(request.name, task, description)
+        registry.create_model(request.name, task, request.description or f"imported from {source}")
         version = registry.register_version(
             request.name,
             artifact_uri=uri,
@@ -216,7 +215,7 @@ def _register(
             metrics={},
             lineage={
                 "source": "import",
-                "from": redacted(request.source),
+                "from": source,
                 "architecture": architecture,
                 "left_behind": staged.fetched.skipped,
             }

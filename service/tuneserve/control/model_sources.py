@@ -13,7 +13,6 @@ sha256 is kept in the version's lineage.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +21,7 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from tuneserve.errors import InvalidRequest, NotFound, PayloadTooLarge
+from tuneserve.registry import files_sha256
 
 # what a model folder may bring along: weights, configs, tokenizers, templates, cards
 WANTED = re.compile(
@@ -31,6 +31,7 @@ WANTED = re.compile(
 )
 PICKLED = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack", ".joblib")
 HUB_SCHEME = "hf://"
+HUB_TIMEOUT_S = 10.0  # of the hub's metadata call: an unreachable hub is refused at once
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -44,12 +45,12 @@ class Fetched:
     source_sha256: str | None = None  # of a single-file source (GGUF)
 
 
-def fetch(source: str, staging: Path, max_bytes: int, hub_timeout_s: float = 10.0) -> Fetched:
+def fetch(source: str, staging: Path, max_bytes: int) -> Fetched:
     """Copy the model at ``source`` into a new folder under the empty folder ``staging``."""
     into = staging / "model"
     into.mkdir()
     if source.startswith(HUB_SCHEME):
-        return _fetch_hub(source.removeprefix(HUB_SCHEME), into, max_bytes, hub_timeout_s)
+        return _fetch_hub(source.removeprefix(HUB_SCHEME), into, max_bytes)
     fs, root = _filesystem(source)
     if root.endswith(".gguf"):
         return _fetch_gguf(fs, root, source, staging, into, max_bytes)
@@ -68,9 +69,7 @@ def fetch(source: str, staging: Path, max_bytes: int, hub_timeout_s: float = 10.
     size = sum(files[name] for name in chosen)
     _check_size(size, max_bytes, source)
     for name in chosen:
-        target = into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fs.get_file(f"{root.rstrip('/')}/{name}", str(target))
+        fs.get_file(f"{root.rstrip('/')}/{name}", str(into / name))
     return Fetched(into, size, skipped)
 
 
@@ -92,10 +91,6 @@ def _fetch_gguf(
     local = staging / "source" / PurePosixPath(path).name
     local.parent.mkdir()
     fs.get_file(path, str(local))
-    digest = hashlib.sha256()
-    with local.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -117,8 +112,9 @@ def _fetch_gguf(
         del model.config.quantization_config
     model.save_pretrained(into)
     tokenizer.save_pretrained(into)
-    local.unlink()  # the folder is what serves; the file's digest stays in the lineage
-    return Fetched(into, size, [], digest.hexdigest())
+    source_sha256 = files_sha256([local])  # the folder is what serves; this goes to lineage
+    local.unlink()
+    return Fetched(into, size, [], source_sha256)
 
 
 def _select(files: dict[str, int], source: str) -> tuple[list[str], list[str]]:
@@ -147,7 +143,7 @@ def _check_size(size: int, max_bytes: int, source: str) -> None:
         )
 
 
-def _fetch_hub(reference: str, into: Path, max_bytes: int, timeout_s: float) -> Fetched:
+def _fetch_hub(reference: str, into: Path, max_bytes: int) -> Fetched:
     """``org/name@revision`` from the hub: the revision must be pinned, so that a version
     always means the same weights."""
     repo, _, revision = reference.partition("@")
@@ -161,7 +157,9 @@ def _fetch_hub(reference: str, into: Path, max_bytes: int, timeout_s: float) -> 
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        info = HfApi().model_info(repo, revision=revision, files_metadata=True, timeout=timeout_s)
+        info = HfApi().model_info(
+            repo, revision=revision, files_metadata=True, timeout=HUB_TIMEOUT_S
+        )
     except HfHubHTTPError as error:
         raise NotFound(f"hub source 'hf://{reference}': {error}", param="source") from None
     except Exception as error:  # no route to the hub (a transport error): refused at once

@@ -2,7 +2,7 @@
 
 from tuneserve.registry.catalog import AliasMove, ModelInfo, Registry, VersionInfo
 from tuneserve.registry.deployment import ensure_schema, refuse_node_local
-from tuneserve.registry.store import ArtifactStore, weights_sha256
+from tuneserve.registry.store import ArtifactStore, files_sha256, weights_sha256
 from tuneserve.settings import RegistrySettings
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "VersionInfo",
     "connect",
     "ensure_schema",
+    "files_sha256",
     "refuse_node_local",
     "weights_sha256",
 ]

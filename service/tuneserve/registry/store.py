@@ -34,6 +34,11 @@ def weights_sha256(model_dir: Path) -> str:
     files = sorted(model_dir.glob("*.safetensors"), key=lambda path: path.name)
     if not files:
         raise FileNotFoundError(f"no *.safetensors files in {model_dir}")
+    return files_sha256(files)
+
+
+def files_sha256(files: list[Path]) -> str:
+    """sha256 over the bytes of ``files``, one after the other, read in chunks."""
     digest = hashlib.sha256()
     for path in files:
         with path.open("rb") as handle:
@@ -196,11 +201,9 @@ class ArtifactStore:
         return cached
 
     def verified_path(self, uri: str, sha256: str) -> Path:
-        """``local_path`` whose weights match the sha256 the registry recorded for them.
-
-        A cached copy that does not match (a broken download, a disk fault, a hand that
-        edited it) is dropped and fetched once more; an artifact that still does not match
-        is refused: serving other weights than the version names would be silent.
+        """``local_path`` whose weights match the sha256 the registry recorded for them. A
+        cached copy that does not (a broken download, a disk fault) is fetched once more;
+        an artifact that still does not is refused: other weights must never serve silently.
         """
         path = self.local_path(uri)
         if weights_sha256(path) == sha256:
