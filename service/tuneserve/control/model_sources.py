@@ -22,6 +22,7 @@ from fsspec.core import url_to_fs
 
 from tuneserve.errors import InvalidRequest, NotFound, PayloadTooLarge
 from tuneserve.registry import files_sha256
+from tuneserve.tasks.handlers.gguf import dequantise
 
 # what a model folder may bring along: weights, configs, tokenizers, templates, cards
 WANTED = re.compile(
@@ -91,13 +92,8 @@ def _fetch_gguf(
     local = staging / "source" / PurePosixPath(path).name
     local.parent.mkdir()
     fs.get_file(path, str(local))
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    options = {"gguf_file": local.name}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(local.parent, **options)
-        model = AutoModelForCausalLM.from_pretrained(local.parent, dtype=torch.float32, **options)
+        dequantise(local, into)
     except Exception as error:
         reason = str(error).replace(str(local.parent), "<source>").splitlines()[0][:300]
         raise InvalidRequest(
@@ -105,13 +101,6 @@ def _fetch_gguf(
             f"of the architectures it knows): {type(error).__name__}: {reason}",
             param="source",
         ) from None
-    # transformers marks a model read from GGUF as quantised and will not save it, though
-    # its weights are plain float32 once dequantised: it is saved as the model it now is
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(into)
-    tokenizer.save_pretrained(into)
     source_sha256 = files_sha256([local])  # the folder is what serves; this goes to lineage
     local.unlink()
     return Fetched(into, size, [], source_sha256)

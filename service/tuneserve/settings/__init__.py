@@ -98,6 +98,7 @@ class Settings(BaseSettings):
             self.training.checkpoint_url or f"{registry.artifact_url.rstrip('/')}/checkpoints"
         )
         self.zoo.cache_dir = self.zoo.cache_dir or self.data_dir / "zoo"
+        self.zoo.corpora_dir = self.zoo.corpora_dir or self.data_dir / "corpora"
         self.ray.temp_dir = self.ray.temp_dir or self.data_dir / "ray"
         return self
 

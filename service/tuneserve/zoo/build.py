@@ -1,5 +1,8 @@
 """Build the starter models (``tuneserve models build``): generate, train, evaluate, save.
 
+A starter whose profile names a pretrained file (the full profile's chat model) is not
+trained: the file is converted and evaluated on the same held-out rows instead.
+
 Builds are cached: a model is rebuilt only when its recipe, profile or generator code
 changed (a fingerprint in ``build.json``) or when forced. Each build is written to a temp
 folder and renamed into place, so an interrupted build never looks finished.
@@ -21,8 +24,11 @@ import torch
 import transformers
 
 from tuneserve.settings import Settings
+from tuneserve.tasks.handlers.gguf import dequantise
 from tuneserve.training.fit import fit
 from tuneserve.zoo import recipes
+from tuneserve.zoo.corpora import Corpus
+from tuneserve.zoo.pretrained import PretrainedSource
 from tuneserve.zoo.recipes import RECIPES, Recipe
 
 BUILD_FILE = "build.json"
@@ -40,12 +46,46 @@ class BuildReport:
     train_examples_per_s: float
     parameters: int
     size_bytes: int
+    description: str = ""  # of the model this build made (pretrained or trained here)
     cached: bool = False
 
 
+def pretrained_file(recipe: Recipe, settings: Settings) -> tuple[PretrainedSource, Path] | None:
+    """The installed file this profile's starter is made from, if it is a published model."""
+    source = recipe.pretrained.get(settings.zoo.profile)
+    path = source.locate() if source else None
+    return (source, path) if source and path else None
+
+
+def corpus_file(recipe: Recipe, settings: Settings) -> tuple[Corpus, Path] | None:
+    """The downloaded corpus this profile's starter trains on, if it has one and it is there."""
+    corpus = recipe.corpus.get(settings.zoo.profile)
+    path = corpus.locate(settings.zoo.corpora_dir) if corpus else None
+    return (corpus, path) if corpus and path else None
+
+
+def _rows(recipe: Recipe, settings: Settings) -> tuple[list, list, str]:
+    """(training rows, held-out rows, where they come from): the real corpus, or generated."""
+    budget, seed = recipe.budgets[settings.zoo.profile], settings.zoo.seed
+    found = corpus_file(recipe, settings)
+    if found:
+        corpus, path = found
+        train, heldout = corpus.split(path, budget.train_rows, budget.eval_rows, seed)
+        origin = f"Trained on {len(train)} {corpus.description}"
+    else:
+        train = recipe.data.generate("train", budget.train_rows, seed)
+        heldout = recipe.data.generate("heldout", budget.eval_rows, seed)
+        origin = "Trained on generated text"
+    row = recipe.spec.Row
+    return [row(**r) for r in train], [row(**r) for r in heldout], origin
+
+
 def fingerprint(recipe: Recipe, settings: Settings) -> str:
-    """Changes whenever the recipe, the profile's budget or the generator code changes."""
+    """Changes whenever the recipe, the profile's budget, the generator code or the
+    pretrained file it starts from changes."""
     budget = recipe.budgets[settings.zoo.profile]
+    pretrained = pretrained_file(recipe, settings)
+    corpus = corpus_file(recipe, settings)
     parts = [
         recipe.name,
         settings.zoo.profile,
@@ -55,6 +95,8 @@ def fingerprint(recipe: Recipe, settings: Settings) -> str:
         settings.zoo.resolved_encoder_base().split("/")[-1],
         inspect.getsource(recipe.data),
         inspect.getsource(recipes),
+        pretrained[0].identity(pretrained[1]) if pretrained else "trained here",
+        corpus[0].identity(corpus[1]) if corpus else "generated",
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -75,22 +117,32 @@ def build_one(
 ) -> BuildReport:
     """Train one starter model into ``settings.zoo.dir / name`` and report its metrics."""
     budget = recipe.budgets[settings.zoo.profile]
-    row_model = recipe.spec.Row
-    seed = settings.zoo.seed
-    train = [row_model(**r) for r in recipe.data.generate("train", budget.train_rows, seed)]
-    heldout = [row_model(**r) for r in recipe.data.generate("heldout", budget.eval_rows, seed)]
-    started = time.perf_counter()
-    torch.manual_seed(seed)
-    handler = recipe.create(settings, budget, train)
-    step = (lambda s, total, loss: on_step(recipe.name, s, total, loss)) if on_step else None
-    trained = fit(handler, train, budget.train, on_step=step)
-    metrics = handler.evaluate(heldout)
-    if recipe.extra_metrics:
-        metrics.update(recipe.extra_metrics(handler, train, heldout))
+    train, heldout, origin = _rows(recipe, settings)
     target = settings.zoo.dir / recipe.name
     staging = target.with_name(f".{recipe.name}.building")
     shutil.rmtree(staging, ignore_errors=True)
-    handler.save(staging)
+    started = time.perf_counter()
+    pretrained = pretrained_file(recipe, settings)
+    if pretrained:
+        source, path = pretrained
+        dequantise(path, staging)
+        handler = recipe.handler_class().load(
+            staging, max_length=settings.limits.max_sequence_length
+        )
+        description, examples_per_s = source.description, 0.0
+    else:
+        torch.manual_seed(settings.zoo.seed)
+        handler = recipe.create(settings, budget, train)
+        step = (lambda s, total, loss: on_step(recipe.name, s, total, loss)) if on_step else None
+        trained = fit(handler, train, budget.train, on_step=step)
+        handler.save(staging)
+        description = f"{recipe.description} {origin}."
+        examples_per_s = trained.examples_per_s
+    metrics = handler.evaluate(heldout)
+    if recipe.extra_metrics:
+        metrics.update(recipe.extra_metrics(handler, train, heldout))
+    metric = recipe.floor[0]
+    description += f" Held-out {metric} {metrics[metric]:.3f} ({len(heldout)} rows)."
     report = BuildReport(
         name=recipe.name,
         task=recipe.task,
@@ -98,9 +150,10 @@ def build_one(
         fingerprint=fingerprint(recipe, settings),
         metrics=metrics,
         build_seconds=round(time.perf_counter() - started, 1),
-        train_examples_per_s=round(trained.examples_per_s, 1),
+        train_examples_per_s=round(examples_per_s, 1),
         parameters=sum(p.numel() for p in handler.model.parameters()),
         size_bytes=sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()),
+        description=description,
     )
     (staging / BUILD_FILE).write_text(json.dumps(asdict(report) | {"cached": False}, indent=2))
     shutil.rmtree(target, ignore_errors=True)

@@ -27,7 +27,7 @@ def register_starter_model(
     source of truth: a rebuilt starter model never replaces them.
     """
     recipe = RECIPES[report.name]
-    registry.create_model(report.name, report.task, recipe.description)
+    registry.create_model(report.name, report.task, report.description or recipe.description)
     model_dir = settings.zoo.dir / report.name
     sha256 = weights_sha256(model_dir)
     versions = registry.list_versions(report.name)

@@ -2,12 +2,14 @@
 
 Generation streams: ``decode(batch)`` yields the text each sequence gained at every step, so
 a server can forward tokens as they come; ``forward`` simply drains it. Fine-tuning puts the
-loss on assistant turns only, using the ``{% generation %}`` marks of the chat template.
+loss on assistant turns only: the ``{% generation %}`` marks of the chat template show them,
+or, in a template without marks, what each assistant turn adds to the conversation.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.chat import SPEC, ChatDelta, ChatItem, ChatOutput, ChatRow
 from tuneserve.tasks.handlers.base import IGNORED, Batch, TaskHandler
 from tuneserve.tasks.handlers.generation import SamplingParams, SequenceState
+
+GENERATION_MARK = re.compile(r"\{%-?\s*generation\s*-?%\}")  # transformers' assistant marks
 
 
 class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):
@@ -125,17 +129,49 @@ class ChatHandler(TaskHandler[ChatItem, ChatRow, ChatOutput]):
 
     def training_features(self, rows: Sequence[ChatRow]) -> list[dict[str, Any]]:
         """Token ids of each dialogue, with labels only where the assistant speaks."""
-        encoded = self.tokenizer.apply_chat_template(
-            [[m.model_dump() for m in row.messages] for row in rows],
-            return_dict=True,
-            return_assistant_tokens_mask=True,
-        )
+        dialogues = [[m.model_dump() for m in row.messages] for row in rows]
+        if GENERATION_MARK.search(self.tokenizer.chat_template or ""):
+            encoded = self.tokenizer.apply_chat_template(
+                dialogues, return_dict=True, return_assistant_tokens_mask=True
+            )
+            masked = zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
+        else:
+            masked = (self._assistant_mask_by_prefix(dialogue) for dialogue in dialogues)
         features = []
-        for ids, assistant in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True):
+        for ids, assistant in masked:
             ids, assistant = ids[: self.max_length], assistant[: self.max_length]
             labels = [t if keep else IGNORED for t, keep in zip(ids, assistant, strict=True)]
             features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
         return features
+
+    def _assistant_mask_by_prefix(self, messages: list[dict]) -> tuple[list[int], list[int]]:
+        """The assistant tokens of a template without ``{% generation %}`` marks (most
+        published ones, SmolLM2's included): each assistant turn is what the conversation
+        up to it gains when it is added after the generation prompt."""
+
+        def render(turns: list[dict], prompt: bool) -> list[int]:
+            return list(
+                self.tokenizer.apply_chat_template(
+                    turns, add_generation_prompt=prompt, return_dict=True
+                )["input_ids"]
+            )
+
+        ids = render(messages, False)
+        mask = [0] * len(ids)
+        for turn, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before, through = render(messages[:turn], True), render(messages[: turn + 1], False)
+            start, end = len(before), len(through)
+            if ids[:start] != before or ids[:end] != through:
+                raise InvalidRequest(
+                    "the chat template renders a conversation differently from its own "
+                    "beginning, so the assistant turns cannot be found: add {% generation %} "
+                    "marks to the template",
+                    param="messages",
+                )
+            mask[start:end] = [1] * (end - start)
+        return ids, mask
 
     @property
     def collator(self) -> DataCollatorForSeq2Seq:
