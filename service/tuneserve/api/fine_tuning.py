@@ -103,12 +103,28 @@ class JobCreate(BaseModel):
     training_file: str
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
-    suffix: str | None = Field(default=None, max_length=40)
+    suffix: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_-]{1,40}$",
+        description="Write to a new model `<base>:<suffix>` (1-40 lowercase letters, digits, "
+        "'-' or '_') instead of a new version of the base; the base's production is untouched.",
+    )
     validation_file: str | None = None
     seed: int | None = None
     metadata: dict[str, str] | None = None
     # --- tuneserve extensions ---
-    task: str | None = Field(default=None, description="Default: the base model's task.")
+    task: str | None = Field(
+        default=None,
+        description="Default: the base model's task. With `labels`, any task whose models "
+        "are heads on an encoder (classification, ner), from any encoder base.",
+    )
+    labels: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Start a fresh head for these labels (classification: classes in id "
+        "order; ner: entity types or IOB2 tags) instead of the base's head. Needs `suffix`.",
+    )
     promotion: Promotion = Field(default_factory=Promotion)
 
     def resolved_hyperparameters(self) -> Hyperparameters:

@@ -26,12 +26,13 @@ from tuneserve.api.fine_tuning import (
 )
 from tuneserve.control.access import ADMIN, Principal
 from tuneserve.control.job_limits import check_job_size
-from tuneserve.errors import InvalidRequest, QuotaExceeded
+from tuneserve.errors import InvalidRequest, NotFound, QuotaExceeded
 from tuneserve.registry import ArtifactStore, Registry
 from tuneserve.registry.jobs import JobStore
-from tuneserve.registry.refs import ModelRef
+from tuneserve.registry.refs import MODEL_NAME, MODEL_NAME_RULE, ModelRef, derived_name
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.tasks.spec import BASE_ENCODER
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.data import parse_training_file
 from tuneserve.training.dataset import ArrowRowWriter
@@ -131,10 +132,9 @@ class FineTuningService:
         hyper = body.resolved_hyperparameters()
         ref = ModelRef.parse(body.model)
         base = self.registry.resolve_ref(ref)
-        if body.task is not None and body.task != base.task:
-            raise InvalidRequest(
-                f"model {ref.name!r} is a {base.task} model, not {body.task}", param="task"
-            )
+        task = self._job_task(body, ref.name, base.task)
+        if body.suffix is not None:
+            self._check_output_model(derived_name(ref.name, body.suffix), task)
         for param in ("training_file", "validation_file"):
             if getattr(body, param):  # 404 naming a file that is missing or not the caller's
                 self.jobs.get_file(getattr(body, param), caller.owner_filter())
@@ -145,12 +145,15 @@ class FineTuningService:
                 "for one to finish or cancel one",
                 param="training_file",
             )
-        config = TrainingConfig.resolve(hyper, self.catalog.get(base.task), self.settings)
+        spec = self.catalog.get(task)
+        config = TrainingConfig.resolve(hyper, spec, self.settings)
+        if body.labels is not None:
+            config = config.model_copy(update={"head_labels": spec.new_head(body.labels)})
         check_job_size(config, self.jobs.get_file(body.training_file).rows, self.settings.limits)
         job = self.jobs.create_job(
             model=ref.name,
             base_version=base.version,
-            task=base.task,
+            task=task,
             training_file=body.training_file,
             validation_file=body.validation_file,
             hyperparameters=config.model_dump(),
@@ -160,6 +163,57 @@ class FineTuningService:
         )
         self.wake_runner()
         return JobPublic.model_validate(job)
+
+    def _job_task(self, body: JobCreate, name: str, base_task: str) -> str:
+        """The task the job trains: its base's, or, for a fresh head (``labels``), any task
+        whose models are heads on an encoder, when the base is an encoder too."""
+        if body.labels is None:
+            if base_task == BASE_ENCODER:
+                raise InvalidRequest(
+                    f"model {name!r} is a plain encoder, which serves nothing: give labels, "
+                    "a task and a suffix to start a model from it",
+                    param="labels",
+                )
+            if body.task is not None and body.task != base_task:
+                raise InvalidRequest(
+                    f"model {name!r} is a {base_task} model, not {body.task}", param="task"
+                )
+            return base_task
+        if body.suffix is None:
+            raise InvalidRequest(
+                "labels start a new model with a head of its own: give a suffix to name it "
+                f"(the base {name!r} keeps its head and its production version)",
+                param="suffix",
+            )
+        task = body.task or base_task
+        if task == BASE_ENCODER:
+            raise InvalidRequest(
+                "give the task of the new model (classification or ner)", param="task"
+            )
+        base_is_encoder = base_task == BASE_ENCODER or self.catalog.get(base_task).encoder_head
+        if not (self.catalog.get(task).encoder_head and base_is_encoder):
+            raise InvalidRequest(
+                f"a new {task} head goes on an encoder: {name!r} is a {base_task} model",
+                param="task",
+            )
+        return task
+
+    def _check_output_model(self, name: str, task: str) -> None:
+        """A suffix names a new model (or one an earlier suffix job made, of the same task)."""
+        if not MODEL_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"the new model's name {name!r} is not valid: {MODEL_NAME_RULE}", param="suffix"
+            )
+        try:
+            existing = self.registry.get_model(name).task
+        except NotFound:
+            return
+        if existing != task:
+            raise InvalidRequest(
+                f"model {name!r} exists and is a {existing} model, not {task}: choose another "
+                "suffix",
+                param="suffix",
+            )
 
     def list_jobs(self, caller: Principal, after: str | None, limit: int) -> JobList:
         jobs, has_more = self.jobs.list_jobs(after, limit, caller.owner_filter())

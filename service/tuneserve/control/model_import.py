@@ -21,7 +21,7 @@ from tuneserve.errors import InvalidRequest, NotFound
 from tuneserve.registry import ArtifactStore, ModelInfo, Registry, connect, weights_sha256
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
-from tuneserve.tasks.spec import TaskSpec
+from tuneserve.tasks.spec import BASE_ENCODER, TaskSpec
 
 PLACEHOLDER_LABEL = re.compile(r"LABEL_\d+")  # what transformers writes when none were given
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
@@ -29,11 +29,18 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spie
 
 @dataclass(frozen=True)
 class Inspection:
-    """What an imported folder is: its task, its architecture, the labels of its head."""
+    """What an imported folder is: its task, its architecture, the labels of its head.
 
-    spec: TaskSpec
+    A plain encoder (no head) has no spec: it is registered as a base to fine-tune from.
+    """
+
+    spec: TaskSpec | None
     architecture: str
     labels: list[str]
+
+    @property
+    def task(self) -> str:
+        return self.spec.name if self.spec is not None else BASE_ENCODER
 
 
 def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
@@ -52,12 +59,8 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
         for spec in catalog
         if any(name.endswith(tuple(spec.architectures)) for name in architectures)
     ]
-    if task is None and not shown:
-        raise InvalidRequest(
-            f"cannot tell the task from config.architectures {architectures}: a plain "
-            "encoder has no task head, so it has nothing to serve",
-            param="task",
-        )
+    if task in (None, BASE_ENCODER) and not shown:
+        return _plain_encoder(folder, config, architectures)
     spec = catalog.get(task) if task is not None else shown[0]
     if spec not in shown:
         looks = ", ".join(s.name for s in shown) or "no task of this service"
@@ -75,6 +78,28 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
             param="source",
         )
     return Inspection(spec, architectures[0], _labels(config, spec))
+
+
+def _plain_encoder(folder: Path, config: dict, architectures: list[str]) -> Inspection:
+    """A bare encoder (``BertModel``): a model type transformers puts masked-LM and token
+    heads on. It serves nothing, but a job with ``labels`` starts a model from it."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    model_type = config.get("model_type")
+    bare = bool(architectures) and all(name.endswith("Model") for name in architectures)
+    encoder = model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    if not (bare and encoder and model_type in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES):
+        raise InvalidRequest(
+            f"cannot tell the task from config.architectures {architectures} (model_type "
+            f"{model_type!r}): it has no task head, and it is not a plain encoder either",
+            param="task",
+        )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InvalidRequest("the model has no tokenizer files", param="source")
+    return Inspection(None, architectures[0], [])
 
 
 def _json_object(path: Path) -> dict:
@@ -115,19 +140,33 @@ def _has_chat_template(folder: Path) -> bool:
     return tokenizer_config.is_file() and bool(_json_object(tokenizer_config).get("chat_template"))
 
 
-def dry_load(folder: Path, spec: TaskSpec, max_length: int) -> None:
+def dry_load(folder: Path, spec: TaskSpec | None, max_length: int) -> None:
     """Load the folder with the task's handler and run its example once, as a replica
-    would; a failure is refused with its reason (paths of this machine left out)."""
+    would (a plain encoder: one forward pass); a failure is refused with its reason
+    (paths of this machine left out)."""
     try:
-        handler = spec.handler_class().load(folder, max_length=max_length)
-        handler.predict([spec.Item(**spec.example)])
+        if spec is None:
+            _encode_once(folder)
+        else:
+            handler = spec.handler_class().load(folder, max_length=max_length)
+            handler.predict([spec.Item(**spec.example)])
     except Exception as error:
         reason = str(error).replace(str(folder), "<model>").splitlines()[0][:300]
+        what = spec.name if spec is not None else "plain encoder"
         raise InvalidRequest(
-            f"the model failed to load and answer as a {spec.name} model: "
+            f"the model failed to load and answer as a {what} model: "
             f"{type(error).__name__}: {reason}",
             param="source",
         ) from None
+
+
+def _encode_once(folder: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
+    with torch.inference_mode():
+        model(**tokenizer(["A warm-up sentence."], return_tensors="pt"))
 
 
 def redacted(source: str) -> str:
@@ -170,9 +209,9 @@ def import_model(
         fetched = fetch(request.source, Path(staging), settings.limits.max_import_bytes)
         folder = fetched.folder
         found = inspect(folder, catalog, request.task)
-        if existing is not None and existing.task != found.spec.name:
+        if existing is not None and existing.task != found.task:
             raise InvalidRequest(
-                f"model {request.name!r} is a {existing.task} model; this is {found.spec.name}",
+                f"model {request.name!r} is a {existing.task} model; this is {found.task}",
                 param="name",
             )
         dry_load(folder, found.spec, settings.limits.max_sequence_length)
@@ -204,7 +243,7 @@ def _register(
     key = f"{request.name}/{staged.sha256[:16]}"
     stored = store.exists(store.uri_for(key))  # the same weights, imported before
     uri = store.uri_for(key) if stored else store.put_dir(staged.folder, key)
-    task, architecture = staged.found.spec.name, staged.found.architecture
+    task, architecture = staged.found.task, staged.found.architecture
     source = redacted(request.source)
     try:
         registry.create_model(request.name, task, request.description or f"imported from {source}")

@@ -25,10 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from tuneserve.errors import Conflict, NotFound, Unavailable
+from tuneserve.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from tuneserve.registry import Registry
 from tuneserve.registry.aliases import ROLLBACK
 from tuneserve.registry.refs import PRODUCTION
+from tuneserve.tasks.spec import BASE_ENCODER
 from tuneserve.telemetry import Recorder, catalog
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ def promote(
     started = time.perf_counter()
     # NotFound before touching any replica: an unknown version is not a swap of anything
     task = registry.get_version(name, version).task
+    if task == BASE_ENCODER:
+        raise InvalidRequest(
+            f"{name} is a plain encoder: no replica serves it, so it has no production to "
+            "move; fine-tune it with labels into a model that serves",
+            param="name",
+        )
     labels = {"task": task, "model": name, "kind": kind}
     recorder = recorder or Recorder(enabled=False)
     try:

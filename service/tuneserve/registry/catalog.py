@@ -15,9 +15,9 @@ from tuneserve.errors import Conflict, InvalidRequest, NotFound
 from tuneserve.registry.aliases import ALIAS_NAME, alias_table, history, move, stale
 from tuneserve.registry.db import READ_ONLY, AliasRow, ModelRow, VersionRow, make_engine
 from tuneserve.registry.records import AliasMove, ModelInfo, VersionInfo, model_info, version_info
-from tuneserve.registry.refs import PRODUCTION, ModelRef
+from tuneserve.registry.refs import MODEL_NAME, MODEL_NAME_RULE, PRODUCTION, ModelRef
 
-_MODEL_NAME = (re.compile(r"[a-z0-9_-]{1,64}"), "1-64 lowercase letters, digits, '-' or '_'")
+_MODEL_NAME = (MODEL_NAME, MODEL_NAME_RULE)
 MAX_VERSION = 2**31 - 1  # an INTEGER column; larger numbers from a client simply do not exist
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 

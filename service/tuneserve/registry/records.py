@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from tuneserve.registry.db import AliasHistoryRow, ModelRow, VersionRow
+from tuneserve.registry.refs import derived_name
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class JobInfo:
     @property
     def seed(self) -> int | None:
         return self.hyperparameters.get("seed")
+
+    @property
+    def output_model(self) -> str:
+        """Where the job's version goes: its base model, or the new model its suffix names."""
+        return derived_name(self.model, self.suffix) if self.suffix else self.model
 
 
 @dataclass(frozen=True)

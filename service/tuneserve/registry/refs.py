@@ -2,14 +2,28 @@
 
 The well-known aliases are spelled here once: ``production`` (what a reference without a
 ``@`` means) and ``candidate`` (a fine-tuning job's latest result).
+
+A fine-tuning job with a ``suffix`` makes a new model, named ``<base>:<suffix>``
+(``sentiment:topics``, then ``sentiment:topics@1``): the colon keeps the family visible
+and never meets the ``@`` of a reference. A suffix job from ``sentiment:topics`` makes
+``sentiment:<suffix>``, so names stay one level deep.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
+NAME_PART = r"[a-z0-9_-]+"
+MODEL_NAME = re.compile(rf"(?=.{{1,64}}$){NAME_PART}(:{NAME_PART})?")
+MODEL_NAME_RULE = "1-64 lowercase letters, digits, '-' or '_' (and one ':' before a suffix)"
+
+
+def derived_name(base: str, suffix: str) -> str:
+    """The new model a suffix job writes to: ``<family>:<suffix>``."""
+    return f"{base.partition(':')[0]}:{suffix}"
 
 
 @dataclass(frozen=True)

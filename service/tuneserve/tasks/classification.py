@@ -6,6 +6,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.spec import Limits, ServedBy, TaskRequest, TaskSpec, as_list
 
 TopK = Annotated[int, Field(ge=1, le=100, description="Labels per input, best first.")]
@@ -54,6 +55,7 @@ class ClassificationTask(TaskSpec):
     handler = "tuneserve.tasks.handlers.classification:ClassificationHandler"
     default_model = "sentiment"
     architectures = ("ForSequenceClassification",)
+    encoder_head = True
     primary_metric = "accuracy"
     example: ClassVar[dict[str, Any]] = {"text": "A warm-up sentence."}
     label_kind = "labels"
@@ -63,6 +65,13 @@ class ClassificationTask(TaskSpec):
 
     def row_labels(self, row: dict[str, Any]) -> list[str]:
         return [row["label"]]
+
+    def new_head(self, labels: list[str]) -> list[str]:
+        """The classes in the order given (their ids), each once."""
+        classes = list(dict.fromkeys(labels))
+        if len(classes) < 2:
+            raise InvalidRequest("a classifier needs at least two distinct labels", param="labels")
+        return classes
 
 
 SPEC = ClassificationTask()

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, model_validator
 
+from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.spec import Limits, ServedBy, TaskRequest, TaskSpec, as_list
 
 IOB2_TAG = re.compile(r"O|[BI]-\S+")
@@ -73,6 +74,7 @@ class NerTask(TaskSpec):
     handler = "tuneserve.tasks.handlers.ner:NerHandler"
     default_model = "entities"
     architectures = ("ForTokenClassification",)
+    encoder_head = True
     primary_metric = "f1"
     example: ClassVar[dict[str, Any]] = {"text": "Anna flew to Paris."}
     label_kind = "tags"
@@ -87,6 +89,20 @@ class NerTask(TaskSpec):
         """For every entity type both B- and I-: a head that knows one needs the other."""
         kinds = {tag.partition("-")[2] for tag in labels if tag != "O"}
         return sorted(labels | {f"{p}-{k}" for k in kinds for p in ("B", "I")})
+
+    def new_head(self, labels: list[str]) -> list[str]:
+        """Entity types (``PER``) or IOB2 tags (``B-PER``): ``O``, then B- and I- of each."""
+        kinds = {
+            label.partition("-")[2] if label[:2] in ("B-", "I-") else label for label in labels
+        }
+        kinds.discard("O")
+        bad = sorted(kind for kind in kinds if not IOB2_TAG.fullmatch(f"B-{kind}"))
+        if not kinds or bad:
+            raise InvalidRequest(
+                f"give entity types such as PER, LOC (or IOB2 tags); not usable: {bad or labels}",
+                param="labels",
+            )
+        return ["O"] + [f"{p}-{kind}" for kind in sorted(kinds) for p in ("B", "I")]
 
     def row_errors(self, row: dict[str, Any]) -> list[tuple[str, str]]:
         return [

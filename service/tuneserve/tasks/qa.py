@@ -70,6 +70,7 @@ class QaTask(TaskSpec):
     handler = "tuneserve.tasks.handlers.qa:QaHandler"
     default_model = "qa"
     architectures = ("ForQuestionAnswering",)
+    encoder_head = True
     primary_metric = "exact_match"
     example: ClassVar[dict[str, Any]] = {"question": "Who?", "context": "Anna did."}
     Options = QaOptions

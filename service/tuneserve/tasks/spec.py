@@ -27,6 +27,11 @@ ModelRefField = Annotated[
 ]
 
 
+# the task of a registered plain encoder (no head): never served, only fine-tuned from, by a
+# job that gives it a new head (``labels``) and a task whose models are encoders with heads
+BASE_ENCODER = "encoder"
+
+
 class TaskRequest(BaseModel):
     """Every task route's body: an optional model reference plus the task's own fields."""
 
@@ -77,6 +82,8 @@ class TaskSpec:
     # how an imported model shows it does this task: suffixes of ``config.architectures``
     # (``BertForSequenceClassification`` ends with ``ForSequenceClassification``)
     architectures: ClassVar[tuple[str, ...]] = ()
+    # a head on a BERT-style encoder: a job may start one from any such model's encoder
+    encoder_head: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions  # per-task settings (task_options.<name>)
 
     # --- serving -----------------------------------------------------------------------
@@ -97,6 +104,10 @@ class TaskSpec:
         """The labels a model's head needs to predict ``labels`` (sorted)."""
         return sorted(labels)
 
+    def new_head(self, labels: list[str]) -> list[str]:
+        """The labels, in id order, of a fresh output head for a job's ``labels``."""
+        raise InvalidRequest(f"{self.name} models have no labels to choose", param="labels")
+
     def row_errors(self, row: dict[str, Any]) -> list[tuple[str, str]]:
         """(field, message) of problems the row schema cannot express."""
         return []
@@ -108,7 +119,7 @@ class TaskSpec:
         if new and not allow_new:
             kind = self.label_kind or "labels"
             raise InvalidRequest(
-                f"the training file has {kind} the base {self.name} model does not know: "
+                f"the training file has {kind} the {self.name} model's head does not know: "
                 f"{', '.join(new)}; its {kind} are: {', '.join(known)}. Relabel those rows, "
                 f"or declare the new {kind} to add them to the model",
                 param="labels",

@@ -32,6 +32,7 @@ class TrainingConfig(BaseModel):
     cpus_per_worker: float = Field(default=1.0, gt=0)
     torch_threads: int = Field(default=1, ge=1)
     allow_new_labels: bool = False
+    head_labels: list[str] | None = None  # a fresh head for these (a new model's); None: base's
     early_stopping_patience: int | None = Field(default=None, ge=1)
     check_every_steps: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)

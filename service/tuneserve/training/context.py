@@ -21,8 +21,8 @@ from tuneserve.training.evaluate import evaluate_both
 from tuneserve.training.trainer import POLL_S, Plan, TrainOutcome, cancel_asked, train
 
 # (model, version, expected production, reason) → how it went; raises Conflict when
-# production moved since the job decided
-Promoter = Callable[[str, int, int, str], str]
+# production moved since the job decided (None: a new model's first production)
+Promoter = Callable[[str, int, int | None, str], str]
 RUN_STATES = ("running", "evaluating")  # a job the runner has started and not finished
 
 

@@ -19,7 +19,7 @@ class GateDecision:
     passed: bool
     metric: str
     candidate: float
-    production: float
+    production: float | None  # None: a new model, which has no production yet
     min_delta: float
     reason: str
 
@@ -62,10 +62,13 @@ def evaluate_both(
     }
 
 
-def decide(spec: TaskSpec, promotion: Promotion, candidate: dict, production: dict) -> GateDecision:
+def decide(
+    spec: TaskSpec, promotion: Promotion, candidate: dict, production: dict | None
+) -> GateDecision:
     """Does the candidate beat production by at least ``min_delta`` on the gate's metric?
 
     The metric is the task's primary one unless the job names another the task reports.
+    A new model (a suffix job's first version) has no production: its candidate passes.
     """
     metric = promotion.metric or spec.primary_metric
     if metric not in candidate or not isinstance(candidate[metric], int | float):
@@ -73,7 +76,11 @@ def decide(spec: TaskSpec, promotion: Promotion, candidate: dict, production: di
         raise InvalidRequest(
             f"metric {metric!r} is not reported; choose one of: {known}", param="promotion.metric"
         )
-    new, old = float(candidate[metric]), float(production[metric])
+    new = float(candidate[metric])
+    if production is None:
+        reason = f"candidate {metric} {new:.4f}; a new model has no production version to beat"
+        return GateDecision(True, metric, new, None, promotion.min_delta, reason)
+    old = float(production[metric])
     gain = spec.gain(metric, new, old)
     passed = gain >= promotion.min_delta
     verdict = "beats" if passed else "does not beat"

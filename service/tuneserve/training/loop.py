@@ -25,12 +25,12 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from tuneserve.logs import configure_logging
 from tuneserve.registry import ArtifactStore
 from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.training.collective import all_agree, fewest, total_over_ranks
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.features import fingerprint, open_rows, shard, tokenized
 from tuneserve.training.fit import make_optimizer, make_schedule, train_step
@@ -48,32 +48,6 @@ class Progress:
     tokens: float = 0.0
     best_loss: float = math.inf
     stale: int = 0
-
-
-def _all_agree(flag: bool) -> bool:
-    """True on every rank if it is true on any (one collective per check)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _fewest(count: int) -> int:
-    """The smallest ``count`` over all ranks."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return count
-    value = torch.tensor([count], dtype=torch.int64)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return int(value.item())
-
-
-def _total(value: float) -> float:
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return float(tensor.item())
 
 
 def _validation_loss(model, handler, features, batch_size: int) -> float | None:
@@ -139,17 +113,22 @@ def _features(context: dict[str, Any], handler, spec, cache_dir: Path, store) ->
     def featurize(rows: list[dict]) -> list[dict]:
         return handler.training_features([spec.Row(**row) for row in rows])
 
-    same = (context["base_uri"], config.max_sequence_length, context["new_labels"])
+    same = (
+        context["base_uri"],
+        config.max_sequence_length,
+        context["new_labels"],
+        config.head_labels,
+    )
     rows = shard(open_rows(store.local_file(context["train_uri"])), rank, world)
     key = fingerprint(context["train_uri"], rank, world, *same)
     train = tokenized(rows, featurize, cache_dir, f"train-{key}")
     validation_rows = open_rows(store.local_file(context["validation_uri"]))
     key = fingerprint(context["validation_uri"], *same)
     validation = tokenized(validation_rows, featurize, cache_dir, f"validation-{key}")
-    fewest = _fewest(len(train))
-    if len(train) > fewest:
-        train = train.select(range(fewest))
-    return train, validation, fewest * world
+    kept = fewest(len(train))
+    if len(train) > kept:
+        train = train.select(range(kept))
+    return train, validation, kept * world
 
 
 def train_loop_per_worker(context: dict[str, Any]) -> None:
@@ -167,7 +146,12 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resumed:
         base = (context["base_uri"], context["base_sha256"])
         source = Path(resumed) if resumed else store.verified_path(*base)
-        handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
+        if config.head_labels and not resumed:  # a new model: the base's encoder, a new head
+            handler = spec.handler_class().with_new_head(
+                source, config.head_labels, max_length=config.max_sequence_length
+            )
+        else:
+            handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
         if context["new_labels"] and not resumed:  # a checkpoint has the grown head already
             handler.add_labels(context["new_labels"])
         features, validation_features, total = _features(
@@ -238,7 +222,7 @@ class _Run:
             if progress.step == 1 and self.rank == 0:
                 _report(self.reporter, self.job_id, f"first step done: loss {loss:.4f}")
             checks = progress.step % config.check_every_steps == 0
-            if checks and _all_agree(self._step_event(epoch, progress.step, loss)):
+            if checks and all_agree(self._step_event(epoch, progress.step, loss)):
                 return True, epoch_loss
         return False, epoch_loss
 
@@ -272,7 +256,7 @@ class _Run:
             "train_loss": epoch_loss / max(1, batches),
             "validation_loss": validation_loss,
             "cancelled": cancelled,
-            "trained_tokens": int(_total(progress.tokens)),
+            "trained_tokens": int(total_over_ranks(progress.tokens)),
             "trained_examples": examples * epoch,
         }
         if self.rank == 0:

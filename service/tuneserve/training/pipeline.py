@@ -21,7 +21,7 @@ from transformers import AutoConfig
 
 from tuneserve.api.fine_tuning import Promotion
 from tuneserve.errors import Conflict, InvalidRequest, NotFound, TuneserveError
-from tuneserve.registry import weights_sha256
+from tuneserve.registry import VersionInfo, weights_sha256
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.registry.refs import CANDIDATE, ModelRef
 from tuneserve.training.config import TrainingConfig
@@ -42,7 +42,7 @@ __all__ = ["JobContext", "Promoter", "registered_version", "run", "validate"]
 
 # --- validate --------------------------------------------------------------------------
 def validate(job: JobInfo, ctx: JobContext) -> None:
-    """The files hold rows of the job's task whose labels the base model knows."""
+    """The files hold rows of the job's task whose labels its model's head knows."""
     spec = ctx.catalog.get(job.task)
     config = TrainingConfig.model_validate(job.hyperparameters)
     for param, file_id in (
@@ -58,11 +58,11 @@ def validate(job: JobInfo, ctx: JobContext) -> None:
                 f"{file_id} holds {info.task} rows but the job fine-tunes a {job.task} model",
                 param,
             )
-        if info.labels:
+        if info.labels:  # against the head the job trains: the base's or a fresh one
+            fresh = config.head_labels is not None
+            known = config.head_labels if fresh else _base_labels(job, ctx)
             try:
-                new = spec.unknown_labels(
-                    info.labels, _base_labels(job, ctx), config.allow_new_labels
-                )
+                new = spec.unknown_labels(info.labels, known, config.allow_new_labels and not fresh)
             except InvalidRequest as error:
                 raise JobFailure("invalid_labels", error.message, param) from error
             if new:
@@ -96,22 +96,25 @@ def run(job: JobInfo, ctx: JobContext) -> None:
 
 def _evaluate_and_promote(job: JobInfo, plan: Plan, outcome: TrainOutcome, ctx: JobContext) -> None:
     promotion = Promotion.model_validate(job.promotion)
-    production = ctx.registry.resolve(job.model, None)
+    production = _production(job.output_model, ctx)
     candidate_uri = ctx.store.adopt(outcome.checkpoint_uri, drop=(STATE_DIR,))
-    uris = {"candidate": candidate_uri, "production": production.artifact_uri}
+    uris = {"candidate": candidate_uri} | (
+        {"production": production.artifact_uri} if production else {}
+    )
     scores = ctx.evaluate(job, plan, uris, ctx)
     if scores is None:
         _cancel(job, ctx, "during evaluation, before a version was registered")
         return
     spec = ctx.catalog.get(job.task)
-    decision = decide(spec, promotion, scores["candidate"], scores["production"])
+    decision = decide(spec, promotion, scores["candidate"], scores.get("production"))
     ctx.jobs.add_event(job.id, f"evaluated: {decision.reason}", data=scores)
     if _stop_if_cancelled(job, ctx, "after evaluation, before a version was registered"):
         return
     version = _register(job, plan.config, candidate_uri, scores["candidate"], ctx)
     if _stop_if_cancelled(job, ctx, f"after registering version {version}, before the gate"):
         return
-    promoted, how = _gate(job, decision, promotion, version, production.version, ctx)
+    production_version = production.version if production is not None else None
+    promoted, how = _gate(job, decision, promotion, version, production_version, ctx)
     ctx.jobs.add_event(job.id, ("promoted: " if promoted else "not promoted: ") + how)
     if ctx.jobs.get_job(job.id).cancel_requested:  # asked for while the gate ran
         if not promoted:
@@ -123,17 +126,25 @@ def _evaluate_and_promote(job: JobInfo, plan: Plan, outcome: TrainOutcome, ctx: 
         "reason": how,
         "metric": decision.metric,
         "candidate_version": version,
-        "production_version": production.version,
+        "production_version": production_version,
         "candidate_metrics": scores["candidate"],
-        "production_metrics": scores["production"],
+        "production_metrics": scores.get("production"),
     }
     ctx.jobs.transition(
         job.id,
         ("evaluating",),
         "succeeded",
         result=result,
-        fine_tuned_model=str(ModelRef(job.model, version=version)),
+        fine_tuned_model=str(ModelRef(job.output_model, version=version)),
     )
+
+
+def _production(name: str, ctx: JobContext) -> VersionInfo | None:
+    """The version the candidate must beat; None for a new model's first version."""
+    try:
+        return ctx.registry.resolve(name, None)
+    except NotFound:
+        return None
 
 
 def _stop_if_cancelled(job: JobInfo, ctx: JobContext, when: str) -> bool:
@@ -152,7 +163,7 @@ def _cancel(job: JobInfo, ctx: JobContext, when: str) -> None:
 def registered_version(job: JobInfo, ctx: JobContext) -> int | None:
     """The version this job registered, if it got that far (its lineage names the job)."""
     try:
-        versions = ctx.registry.list_versions(job.model)
+        versions = ctx.registry.list_versions(job.output_model)
     except NotFound:  # no model by that name any more: nothing of the job's either
         return None
     return next((v.version for v in versions if (v.lineage or {}).get("job") == job.id), None)
@@ -223,21 +234,26 @@ def _register(
     }
     lineage = {
         "job": job.id,
+        "base_model": job.model,
         "base_version": job.base_version,
         "training_file": files["training_file"],
         "validation_file": files.get("validation_file"),
         "hyperparameters": config.model_dump(),
     }
+    target = job.output_model
+    if target != job.model:  # a suffix job's new model: created by its first version
+        base = f"{job.model}@{job.base_version}"
+        ctx.registry.create_model(target, job.task, f"fine-tuned from {base} (job {job.id})")
     version = ctx.registry.register_version(
-        job.model,
+        target,
         artifact_uri=uri,
         sha256=weights_sha256(ctx.store.local_path(uri)),
         metrics=metrics,
-        base_version=job.base_version,
+        base_version=job.base_version if target == job.model else None,
         lineage=lineage,
     ).version
-    current = ctx.registry.aliases(job.model).get(CANDIDATE)
-    ctx.registry.move_alias(job.model, CANDIDATE, version, current, reason=f"job {job.id}")
+    current = ctx.registry.aliases(target).get(CANDIDATE)
+    ctx.registry.move_alias(target, CANDIDATE, version, current, reason=f"job {job.id}")
     return version
 
 
@@ -246,7 +262,7 @@ def _gate(
     decision: GateDecision,
     promotion: Promotion,
     version: int,
-    production: int,
+    production: int | None,
     ctx: JobContext,
 ) -> tuple[bool, str]:
     """Promote if the gate passed and the job asked for it; production must not have moved."""
@@ -255,9 +271,9 @@ def _gate(
     if not promotion.auto:
         return False, f"{decision.reason}; automatic promotion is off"
     try:
-        return True, ctx.promote(job.model, version, production, f"job {job.id}")
+        return True, ctx.promote(job.output_model, version, production, f"job {job.id}")
     except Conflict:
-        now = ctx.registry.resolve(job.model, None).version
+        now = ctx.registry.resolve(job.output_model, None).version
         return False, (
             f"production moved from version {production} to {now} while the job "
             "ran; not promoted (promote it by hand if it is still wanted)"

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from tuneserve.errors import Conflict
+from tuneserve.errors import Conflict, NotFound
 from tuneserve.registry import ArtifactStore, Registry, VersionInfo
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.registry.refs import CANDIDATE, PRODUCTION, ModelRef
@@ -63,13 +63,15 @@ def reconcile(
 
 def _recover(job: JobInfo, registry: Registry, jobs: JobStore) -> bool:
     """Finish a job whose version was registered before the stop; False if it has none."""
-    version = next(
-        (v for v in registry.list_versions(job.model) if v.lineage.get("job") == job.id), None
-    )
+    try:
+        versions = registry.list_versions(job.output_model)
+    except NotFound:  # a suffix job's new model, never created: nothing was registered
+        return False
+    version = next((v for v in versions if v.lineage.get("job") == job.id), None)
     if version is None:
         return False
     _make_candidate(registry, job, version.version)
-    production = registry.aliases(job.model).get(PRODUCTION)
+    production = registry.aliases(job.output_model).get(PRODUCTION)
     promoted = production == version.version
     reason = (
         f"recovered after a restart: version {version.version} was registered before the "
@@ -83,19 +85,19 @@ def _recover(job: JobInfo, registry: Registry, jobs: JobStore) -> bool:
         IN_FLIGHT,
         "succeeded",
         result=result,
-        fine_tuned_model=str(ModelRef(job.model, version=version.version)),
+        fine_tuned_model=str(ModelRef(job.output_model, version=version.version)),
     )
 
 
 def _make_candidate(registry: Registry, job: JobInfo, version: int) -> None:
     """Point ``candidate`` at ``version`` as the job would have, unless it names a newer one."""
-    current = registry.aliases(job.model).get(CANDIDATE)
+    current = registry.aliases(job.output_model).get(CANDIDATE)
     if current is not None and current >= version:
         return
     try:
-        registry.move_alias(job.model, CANDIDATE, version, current, reason=f"job {job.id}")
+        registry.move_alias(job.output_model, CANDIDATE, version, current, f"job {job.id}")
     except Conflict:  # moved by someone else meanwhile: their move stands
-        logger.info("candidate of %s moved meanwhile; left as it is", job.model)
+        logger.info("candidate of %s moved meanwhile; left as it is", job.output_model)
 
 
 def _scores(jobs: JobStore, job_id: str) -> dict[str, Any]:

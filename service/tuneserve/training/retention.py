@@ -97,7 +97,7 @@ class _State:
         for job in self.jobs:
             result = job.result or {}
             needed |= {
-                (job.model, result[name])
+                (job.output_model, result[name])
                 for name in RESULT_VERSIONS
                 if isinstance(result.get(name), int)
             }

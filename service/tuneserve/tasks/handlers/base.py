@@ -83,6 +83,33 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
         model.eval()
         return cls(model, tokenizer, **options)
 
+    @classmethod
+    def with_new_head(cls, path: str | Path, labels: list[str], *, max_length: int = 256) -> Self:
+        """The encoder in ``path`` under a freshly initialised head for ``labels``.
+
+        Whatever head the folder had (another task's, other labels, none for a plain
+        encoder) is dropped: a new model learns its label set from its own rows.
+        """
+        import transformers
+
+        names = {
+            "id2label": dict(enumerate(labels)),
+            "label2id": {n: i for i, n in enumerate(labels)},
+        }
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # "newly initialised weights" is the point
+        try:
+            model = cls.auto_model.from_pretrained(
+                str(path), num_labels=len(labels), ignore_mismatched_sizes=True, **names
+            )
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        head = getattr(model, "classifier", None)
+        if isinstance(head, torch.nn.Linear):  # a same-sized old head loads: start afresh
+            head.weight.data.normal_(0.0, model.config.initializer_range)
+            head.bias.data.zero_()
+        return cls(model, AutoTokenizer.from_pretrained(str(path)), max_length=max_length)
+
     def save(self, path: Path) -> None:
         """Write model weights (safetensors), config and tokenizer to ``path``."""
         self.model.save_pretrained(path, safe_serialization=True)
