@@ -50,7 +50,11 @@ def bench_settings(threads: int, profile: str) -> Settings:
     data_dir = ROOT / ".tuneserve" / "bench"
     return Settings(
         data_dir=data_dir,
-        zoo={"cache_dir": ROOT / ".tuneserve" / "zoo", "profile": profile},
+        zoo={
+            "cache_dir": ROOT / ".tuneserve" / "zoo",
+            "corpora_dir": ROOT / ".tuneserve" / "corpora",
+            "profile": profile,
+        },
         registry={
             "database_url": f"sqlite:///{tempfile.mkdtemp(dir=ROOT / '.tuneserve')}/registry.db"
         },

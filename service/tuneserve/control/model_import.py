@@ -69,8 +69,7 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
             f"{looks})",
             param="task",
         )
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise InvalidRequest("the model has no tokenizer files", param="source")
+    _check_tokenizer(folder)
     if spec.streams and not _has_chat_template(folder):
         raise InvalidRequest(
             "a chat model needs a chat template (tokenizer_config.json chat_template or "
@@ -78,6 +77,11 @@ def inspect(folder: Path, catalog: TaskCatalog, task: str | None) -> Inspection:
             param="source",
         )
     return Inspection(spec, architectures[0], _labels(config, spec))
+
+
+def _check_tokenizer(folder: Path) -> None:
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InvalidRequest("the model has no tokenizer files", param="source")
 
 
 def _plain_encoder(folder: Path, config: dict, architectures: list[str]) -> Inspection:
@@ -97,8 +101,7 @@ def _plain_encoder(folder: Path, config: dict, architectures: list[str]) -> Insp
             f"{model_type!r}): it has no task head, and it is not a plain encoder either",
             param="task",
         )
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise InvalidRequest("the model has no tokenizer files", param="source")
+    _check_tokenizer(folder)
     return Inspection(None, architectures[0], [])
 
 
