@@ -185,8 +185,9 @@ class ZooSettings(Section):
 
     profile: ZooProfile = Field(
         default="full",
-        description="'full' builds the starter models to their quality floors (≤10 min); "
-        "'tiny' builds them in under a minute for tests.",
+        description="'full' builds the starter models to their quality floors (about 30 "
+        "min on 2 cores, once: builds are cached); 'tiny' builds them in under a minute "
+        "for tests.",
     )
     encoder_base: str | None = Field(
         default=None,
