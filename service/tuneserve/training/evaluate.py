@@ -78,7 +78,7 @@ def decide(
         )
     new = float(candidate[metric])
     if production is None:
-        reason = f"candidate {metric} {new:.4f}; a new model has no production version to beat"
+        reason = f"candidate {metric} {new:.4f}; the model has no production version to beat"
         return GateDecision(True, metric, new, None, promotion.min_delta, reason)
     old = float(production[metric])
     gain = spec.gain(metric, new, old)
