@@ -49,6 +49,8 @@ def test_sampling_rules():
     assert sample_next(logits, SamplingParams(max_tokens=1, temperature=0), generator) == 1
     nucleus = SamplingParams(max_tokens=1, temperature=1.0, top_p=0.01)
     assert {sample_next(logits, nucleus, generator) for _ in range(20)} == {1}
+    subnormal = SamplingParams(max_tokens=1, temperature=1.0, top_p=5e-324)  # 0 in float32
+    assert sample_next(logits, subnormal, generator) == 1
     wide = SamplingParams(max_tokens=1, temperature=2.0)
     first = [sample_next(logits, wide, torch.Generator().manual_seed(5)) for _ in range(3)]
     assert len(set(first)) == 1  # same seed, same draw

@@ -49,7 +49,8 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     probs = (logits.float() / params.temperature).softmax(-1)
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
-        keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p  # always keeps the best
+        keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
+        keep[0] = True  # the best token always stays: a top_p below float32's tiniest is 0
         probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
 
