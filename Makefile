@@ -44,6 +44,8 @@ bench: install
 	$(BIN)/python -m bench.metrics_cost
 	$(BIN)/python -m bench.data_memory
 	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.lora
+	$(BIN)/python -m bench.quality
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)

@@ -72,6 +72,13 @@ CASES = [
         ANY_KEY,
         path=lambda w, c: f"/v1/models/{w.model}/versions",
     ),
+    # merging a version with weights of its own: an admin gets 400 (nothing to merge)
+    Case(
+        "POST",
+        "/v1/models/{name}/versions/{version}/merge",
+        ADMIN | {"admin": 400},
+        path=lambda w, c: f"/v1/models/{w.model}/versions/1/merge",
+    ),
     Case("POST", "/v1/classify", INFERENCE, body=lambda w, c: {"inputs": "Great."}),
     Case("POST", "/v1/ner", INFERENCE, body=lambda w, c: {"inputs": "Anna flew to Paris."}),
     Case(

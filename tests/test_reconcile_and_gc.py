@@ -263,6 +263,22 @@ def test_version_weights_go_only_when_nothing_needs_them(world: World):
     assert collect(settings, w.registry, w.jobs, w.store, now=w.later()).removals == []
 
 
+def test_the_weights_a_kept_lora_version_runs_on_stay(world: World, model_dir: Path):
+    """Version 6 (nothing needs it) becomes the base of a LoRA version an alias names."""
+    w = world
+    reconcile(w.settings, w.registry, w.store, w.jobs)
+    v6 = w.registry.get_version("sentiment", 6)
+    adapter = {"model": "sentiment", "version": 6, "artifact_uri": v6.artifact_uri}
+    lora = w.version(
+        w.store.put_dir(model_dir, "sentiment/lora"), adapter=adapter | {"sha256": v6.sha256}
+    )
+    w.registry.move_alias("sentiment", "lora", lora, None)
+    settings = w.settings.updated(training={"gc_version_weights": True, "keep_checkpoints": 0})
+    done = collect(settings, w.registry, w.jobs, w.store, now=w.later())
+    assert not [r for r in done.removals if r.kind == "weights"]
+    assert w.store.exists(v6.artifact_uri)
+
+
 def test_a_recovered_job_counts_as_promoted_only_if_production_points_at_it(
     db_url: str, tmp_path: Path, model_dir: Path
 ):

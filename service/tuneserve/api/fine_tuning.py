@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from tuneserve.api.types import UnixTime
 from tuneserve.errors import InvalidRequest
+from tuneserve.tasks.lora import LoraParameters
 
 SHOWN_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
@@ -92,8 +93,23 @@ class Promotion(BaseModel):
 
 
 class Method(BaseModel):
-    type: Literal["supervised"] = "supervised"
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised", "lora"] = "supervised"
     supervised: dict[str, Any] | None = None
+    lora: LoraParameters | None = None
+
+    @model_validator(mode="after")
+    def _lora_only_with_its_type(self) -> Method:
+        if self.lora is not None and self.type != "lora":
+            raise ValueError("method.lora is given only with method.type 'lora'")
+        return self
+
+    def lora_parameters(self) -> LoraParameters | None:
+        """The adapter's settings for a LoRA job (defaults where none are given), else None."""
+        if self.type != "lora":
+            return None
+        return self.lora or LoraParameters()
 
 
 class JobCreate(BaseModel):
@@ -188,18 +204,22 @@ class JobPublic(BaseModel):
     result: dict[str, Any] | None
     trained_examples: int | None
 
-    @field_validator("hyperparameters", mode="before")
-    @classmethod
-    def _shown(cls, value: dict[str, Any]) -> dict[str, Any]:
-        """OpenAI's three hyperparameters, as the job resolved them."""
-        return {key: value.get(key, "auto") for key in SHOWN_HYPERPARAMETERS}
-
     @model_validator(mode="after")
-    def _supervised(self) -> JobPublic:
-        self.method = {
-            "type": "supervised",
-            "supervised": {"hyperparameters": self.hyperparameters},
+    def _openai_shape(self) -> JobPublic:
+        """OpenAI's three hyperparameters as the job resolved them, under its method."""
+        lora = self.hyperparameters.get("lora")
+        if lora is None and self.method.get("type") == "lora":  # shaped once already
+            lora = {k: v for k, v in self.method["lora"].items() if k != "hyperparameters"}
+        self.hyperparameters = {
+            key: self.hyperparameters.get(key, "auto") for key in SHOWN_HYPERPARAMETERS
         }
+        if lora:
+            self.method = {"type": "lora", "lora": lora | {"hyperparameters": self.hyperparameters}}
+        else:
+            self.method = {
+                "type": "supervised",
+                "supervised": {"hyperparameters": self.hyperparameters},
+            }
         return self
 
 

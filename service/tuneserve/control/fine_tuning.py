@@ -20,6 +20,7 @@ from tuneserve.api.fine_tuning import (
     FileDeleted,
     FileList,
     FilePublic,
+    Hyperparameters,
     JobCreate,
     JobList,
     JobPublic,
@@ -27,11 +28,12 @@ from tuneserve.api.fine_tuning import (
 from tuneserve.control.access import ADMIN, Principal
 from tuneserve.control.job_limits import check_job_size
 from tuneserve.errors import InvalidRequest, NotFound, QuotaExceeded
-from tuneserve.registry import ArtifactStore, Registry
+from tuneserve.registry import ArtifactStore, Registry, VersionInfo
 from tuneserve.registry.jobs import JobStore
 from tuneserve.registry.refs import MODEL_NAME, MODEL_NAME_RULE, ModelRef, derived_name
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.tasks.lora import LoraParameters
 from tuneserve.tasks.spec import BASE_ENCODER
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.data import parse_training_file
@@ -146,7 +148,7 @@ class FineTuningService:
                 param="training_file",
             )
         spec = self.catalog.get(task)
-        config = TrainingConfig.resolve(hyper, spec, self.settings)
+        config = TrainingConfig.resolve(hyper, spec, self.settings, _lora(body, base, hyper))
         if body.labels is not None:
             config = config.model_copy(update={"head_labels": spec.new_head(body.labels)})
         check_job_size(config, self.jobs.get_file(body.training_file).rows, self.settings.limits)
@@ -240,3 +242,31 @@ class FineTuningService:
         self.jobs.get_job(job_id, caller.owner_filter())
         checkpoints = self.jobs.list_checkpoints(job_id)
         return CheckpointList(data=[CheckpointPublic.model_validate(c) for c in checkpoints])
+
+
+def _lora(body: JobCreate, base: VersionInfo, hyper: Hyperparameters) -> LoraParameters | None:
+    """A LoRA job's adapter settings, or None for a full fine-tune.
+
+    A LoRA version keeps its base's head, so it cannot learn new labels; on a base that is a
+    LoRA version itself, the job trains that adapter further, with that adapter's settings.
+    """
+    lora = body.method.lora_parameters() if body.method else None
+    if lora is None:
+        return None
+    if body.labels is not None or hyper.allow_new_labels:
+        raise InvalidRequest(
+            "a LoRA version runs on its base's head and cannot learn new labels: use "
+            "method.type 'supervised' for those",
+            param="method.type",
+        )
+    under = base.lineage.get("adapter")
+    if under is None:
+        return lora
+    existing = LoraParameters.model_validate(under["lora"])
+    if body.method.lora is not None and body.method.lora != existing:
+        raise InvalidRequest(
+            f"{base.model}@{base.version} is a LoRA version: the job trains its adapter "
+            f"further, with its settings ({existing.model_dump()}); leave method.lora out",
+            param="method.lora",
+        )
+    return existing

@@ -32,6 +32,13 @@ class VersionInfo:
     created_at: datetime
     aliases: tuple[str, ...] = ()  # the aliases pointing at it (when listed with them)
 
+    @property
+    def weights_base(self) -> tuple[str, str] | None:
+        """For a LoRA version (its artifact an adapter), the (URI, sha256) of the full
+        weights it runs on, from its lineage; None for a version with weights of its own."""
+        adapter = self.lineage.get("adapter")
+        return (adapter["artifact_uri"], adapter["sha256"]) if adapter else None
+
 
 @dataclass(frozen=True)
 class AliasMove:

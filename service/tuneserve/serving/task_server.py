@@ -31,6 +31,7 @@ from tuneserve.serving.version_metrics import VersionMetrics
 from tuneserve.settings import TaskServerSettings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.handlers.base import TaskHandler
+from tuneserve.tasks.handlers.lora import AdapterHost
 from tuneserve.telemetry import Recorder
 
 logger = logging.getLogger("tuneserve.task_server")
@@ -57,11 +58,14 @@ class TaskServer:
         self._stream_slots = StreamSlots(settings.serving.max_streams_per_replica)
         # recent batches of every version, kept when a version is evicted (``info``)
         self._batches: deque[tuple[str, BatchRecord]] = deque(maxlen=2000)
-        self.models = ResidentModels(
-            settings.serving.resident_versions,
-            self._load,
-            lambda resident: resident.metrics.evicted(),
+        # LoRA versions share one resident copy of the full weights they run on
+        self.adapters = AdapterHost(
+            self.handler_class,
+            device=self.device,
+            max_length=settings.limits.max_sequence_length,
+            options=self.options,
         )
+        self.models = ResidentModels(settings.serving.resident_versions, self._load, self._evicted)
         # nothing here waits on the database or a model: the replica starts at once and
         # reports ready (``ready``) only when its production versions are loaded and warm
         loop = asyncio.get_running_loop()
@@ -145,17 +149,26 @@ class TaskServer:
         registry, store = await self._connected
         version = await asyncio.to_thread(registry.get_version, name, number)
         path = await asyncio.to_thread(store.verified_path, version.artifact_uri, version.sha256)
-        handler = await self._in_model_thread(
-            lambda: self.handler_class.load(
-                path,
-                device=self.device,
-                max_length=self.settings.limits.max_sequence_length,
-                options=self.options,
+        if version.weights_base:  # a LoRA version: its adapter on the shared base
+            base = await asyncio.to_thread(store.verified_path, *version.weights_base)
+            handler = await self._in_model_thread(self.adapters.add, f"{name}@{number}", base, path)
+        else:
+            handler = await self._in_model_thread(
+                lambda: self.handler_class.load(
+                    path,
+                    device=self.device,
+                    max_length=self.settings.limits.max_sequence_length,
+                    options=self.options,
+                )
             )
-        )
         example = self.spec.Item(**self.spec.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up
         return handler
+
+    def _evicted(self, resident: Resident) -> None:
+        resident.metrics.evicted()
+        # on the model thread, after the batches already queued there
+        self._model_thread.submit(self.adapters.release, "{}@{}".format(*resident.key))
 
     async def _predict_batch(
         self, handler: TaskHandler, metrics: VersionMetrics, items: list
@@ -268,4 +281,5 @@ class TaskServer:
             "resident": ["{}@{}".format(*resident.key) for resident in self.models.loaded()],
             "batches": batches,
             "chat": chat,
+            "adapter_bases": self.adapters.bases(),
         }

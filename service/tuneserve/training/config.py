@@ -12,7 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuneserve.api.fine_tuning import Hyperparameters
 from tuneserve.settings import Settings
+from tuneserve.tasks.lora import LoraParameters
 from tuneserve.tasks.spec import TaskSpec
+
+# LoRA's usual learning rates are about ten times full fine-tuning's (the LoRA paper, PEFT's
+# examples): the adapters are small and start from zero. Capped: tasks whose full default is
+# already high (small models trained from scratch) keep a stable step.
+LORA_LEARNING_RATE_FACTOR = 10.0
+LORA_MAX_LEARNING_RATE = 1e-3
+
+
+def lora_learning_rate(spec: TaskSpec) -> float:
+    return min(spec.learning_rate * LORA_LEARNING_RATE_FACTOR, LORA_MAX_LEARNING_RATE)
 
 
 class TrainingConfig(BaseModel):
@@ -33,12 +44,19 @@ class TrainingConfig(BaseModel):
     torch_threads: int = Field(default=1, ge=1)
     allow_new_labels: bool = False
     head_labels: list[str] | None = None  # a fresh head for these (a new model's); None: base's
+    lora: LoraParameters | None = None  # a LoRA version: train and store only adapters
     early_stopping_patience: int | None = Field(default=None, ge=1)
     check_every_steps: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
 
     @classmethod
-    def resolve(cls, hyper: Hyperparameters, spec: TaskSpec, settings: Settings) -> TrainingConfig:
+    def resolve(
+        cls,
+        hyper: Hyperparameters,
+        spec: TaskSpec,
+        settings: Settings,
+        lora: LoraParameters | None = None,
+    ) -> TrainingConfig:
         """The request's hyperparameters with every ``auto`` and default made concrete."""
         multiplier = (
             1.0 if hyper.learning_rate_multiplier == "auto" else hyper.learning_rate_multiplier
@@ -52,7 +70,8 @@ class TrainingConfig(BaseModel):
                 if hyper.batch_size == "auto"
                 else hyper.batch_size
             ),
-            learning_rate=hyper.learning_rate or spec.learning_rate * multiplier,
+            learning_rate=hyper.learning_rate
+            or multiplier * (lora_learning_rate(spec) if lora else spec.learning_rate),
             learning_rate_multiplier=multiplier,
             warmup_ratio=hyper.warmup_ratio,
             weight_decay=hyper.weight_decay,
@@ -66,4 +85,5 @@ class TrainingConfig(BaseModel):
             early_stopping_patience=hyper.early_stopping_patience,
             check_every_steps=settings.training.check_every_steps,
             validation_fraction=settings.training.validation_fraction,
+            lora=lora,
         )

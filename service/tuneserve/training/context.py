@@ -17,7 +17,7 @@ from tuneserve.registry import ArtifactStore, Registry
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
-from tuneserve.training.evaluate import evaluate_both
+from tuneserve.training.evaluate import Weights, evaluate_both
 from tuneserve.training.trainer import POLL_S, Plan, TrainOutcome, cancel_asked, train
 
 # (model, version, expected production, reason) → how it went; raises Conflict when
@@ -32,13 +32,13 @@ def train_on_ray(job: JobInfo, plan: Plan, ctx: JobContext) -> TrainOutcome | No
 
 
 def evaluate_on_ray(
-    job: JobInfo, plan: Plan, uris: dict[str, str], ctx: JobContext
+    job: JobInfo, plan: Plan, models: dict[str, Weights], ctx: JobContext
 ) -> dict[str, dict] | None:
-    """Each of ``uris``' models on the validation rows, in one Ray task; None if the job
-    was cancelled meanwhile (the task is killed: its result would be of no use)."""
+    """Each of ``models`` on the validation rows, in one Ray task; None if the job was
+    cancelled meanwhile (the task is killed: its result would be of no use)."""
     sections = (ctx.settings.registry, ctx.settings.tasks, ctx.settings.training.torch_threads)
     ref = evaluate_both.remote(
-        job.task, sections, uris, plan.validation_uri, plan.config.max_sequence_length
+        job.task, sections, models, plan.validation_uri, plan.config.max_sequence_length
     )
     while not ray.wait([ref], timeout=POLL_S)[0]:
         ctx.heartbeat()

@@ -24,11 +24,22 @@ class GateDecision:
     reason: str
 
 
+# A model to score: its artifact's URI and, for a LoRA version, the URI of its base's weights
+Weights = tuple[str, str | None]
+
+
 def evaluate_model(
-    spec: TaskSpec, path: Path, rows: list[dict], max_length: int, options: Any = None
+    spec: TaskSpec,
+    path: Path,
+    rows: list[dict],
+    max_length: int,
+    options: Any = None,
+    base: Path | None = None,
 ) -> dict[str, Any]:
-    """The task's metrics of the model in ``path`` on ``rows``."""
-    handler = spec.handler_class().load(path, max_length=max_length, options=options)
+    """The task's metrics of the model in ``path`` (an adapter on ``base``) on ``rows``."""
+    from tuneserve.tasks.handlers.lora import open_version  # torch and PEFT: workers only
+
+    handler = open_version(spec.handler_class(), path, base, max_length=max_length, options=options)
     return handler.evaluate([spec.Row(**row) for row in rows])
 
 
@@ -36,7 +47,7 @@ def evaluate_model(
 def evaluate_both(
     task: str,
     sections: tuple[RegistrySettings, TaskSettings, int],
-    uris: dict[str, str],
+    models: dict[str, Weights],
     validation_uri: str,
     max_length: int,
 ) -> dict[str, dict]:
@@ -57,8 +68,15 @@ def evaluate_both(
     _, store = connect(registry_settings)
     rows = rows_of(store.local_file(validation_uri))
     return {
-        label: evaluate_model(spec, store.local_path(uri), rows, max_length, options)
-        for label, uri in uris.items()
+        label: evaluate_model(
+            spec,
+            store.local_path(uri),
+            rows,
+            max_length,
+            options,
+            store.local_path(base) if base else None,
+        )
+        for label, (uri, base) in models.items()
     }
 
 

@@ -34,6 +34,7 @@ from tuneserve.training.collective import all_agree, fewest, total_over_ranks
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.features import fingerprint, open_rows, shard, tokenized
 from tuneserve.training.fit import make_optimizer, make_schedule, train_step
+from tuneserve.training.initial_model import initial_model
 
 logger = logging.getLogger("tuneserve.training")
 STATE_DIR = "training_state"  # inside a checkpoint: config, optimizer, schedule, progress
@@ -144,16 +145,7 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     spec = TaskCatalog.load(context["tasks"]["modules"]).get(context["task"])
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resumed:
-        base = (context["base_uri"], context["base_sha256"])
-        source = Path(resumed) if resumed else store.verified_path(*base)
-        if config.head_labels and not resumed:  # a new model: the base's encoder, a new head
-            handler = spec.handler_class().with_new_head(
-                source, config.head_labels, max_length=config.max_sequence_length
-            )
-        else:
-            handler = spec.handler_class().load(source, max_length=config.max_sequence_length)
-        if context["new_labels"] and not resumed:  # a checkpoint has the grown head already
-            handler.add_labels(context["new_labels"])
+        handler = initial_model(spec, config, context, store, Path(resumed) if resumed else None)
         features, validation_features, total = _features(
             context, handler, spec, cache_dir / "features", store
         )

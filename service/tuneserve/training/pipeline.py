@@ -29,6 +29,7 @@ from tuneserve.training.context import RUN_STATES, JobContext, Promoter
 from tuneserve.training.dataset import split
 from tuneserve.training.evaluate import GateDecision, decide
 from tuneserve.training.loop import STATE_DIR
+from tuneserve.training.lora_lineage import adapter_lineage, runs_on
 from tuneserve.training.trainer import (
     JobFailure,
     Plan,
@@ -98,10 +99,10 @@ def _evaluate_and_promote(job: JobInfo, plan: Plan, outcome: TrainOutcome, ctx: 
     promotion = Promotion.model_validate(job.promotion)
     production = _production(job.output_model, ctx)
     candidate_uri = ctx.store.adopt(outcome.checkpoint_uri, drop=(STATE_DIR,))
-    uris = {"candidate": candidate_uri} | (
-        {"production": production.artifact_uri} if production else {}
-    )
-    scores = ctx.evaluate(job, plan, uris, ctx)
+    models = {"candidate": (candidate_uri, runs_on(plan))}
+    if production:
+        models["production"] = (production.artifact_uri, runs_on(production))
+    scores = ctx.evaluate(job, plan, models, ctx)
     if scores is None:
         _cancel(job, ctx, "during evaluation, before a version was registered")
         return
@@ -171,7 +172,8 @@ def registered_version(job: JobInfo, ctx: JobContext) -> int | None:
 
 def _base_labels(job: JobInfo, ctx: JobContext) -> list[str]:
     base = ctx.registry.get_version(job.model, job.base_version)
-    config = AutoConfig.from_pretrained(ctx.store.local_path(base.artifact_uri))
+    weights = base.weights_base[0] if base.weights_base else base.artifact_uri  # LoRA: same head
+    config = AutoConfig.from_pretrained(ctx.store.local_path(weights))
     return [config.id2label[i] for i in range(len(config.id2label))]
 
 
@@ -203,6 +205,7 @@ def _plan(job: JobInfo, config: TrainingConfig, ctx: JobContext) -> Plan:
         config=config,
         base_uri=base.artifact_uri,
         base_sha256=base.sha256,
+        adapter_base=base.weights_base,
         train_uri=train_uri,
         validation_uri=validation_uri,
         new_labels=new_labels,
@@ -240,6 +243,9 @@ def _register(
         "validation_file": files.get("validation_file"),
         "hyperparameters": config.model_dump(),
     }
+    base = ctx.registry.get_version(job.model, job.base_version)
+    if config.lora:
+        lineage["adapter"] = adapter_lineage(base, config.lora, ctx.store.local_path(uri))
     target = job.output_model
     if target != job.model:  # a suffix job's new model: created by its first version
         base = f"{job.model}@{job.base_version}"

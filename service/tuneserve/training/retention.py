@@ -155,7 +155,8 @@ def _seq(checkpoint: CheckpointInfo) -> int:
 
 def _spare_weights(state: _State, grace_s: float, now: float) -> list[Removal]:
     """The weights of versions nothing needs, older than the grace period, named by no
-    other version (versions may share weights), checkpoint or file."""
+    other version (versions may share weights; a kept LoRA version needs its base's),
+    checkpoint or file."""
     needed = state.needed_versions()
     spare = [
         version
@@ -164,7 +165,9 @@ def _spare_weights(state: _State, grace_s: float, now: float) -> list[Removal]:
         and now - version.created_at.timestamp() >= grace_s
     ]
     spare_ids = {(version.model, version.version) for version in spare}
-    named = {key(v.artifact_uri) for v in state.versions if (v.model, v.version) not in spare_ids}
+    kept = [v for v in state.versions if (v.model, v.version) not in spare_ids]
+    named = {key(v.artifact_uri) for v in kept}
+    named |= {key(v.weights_base[0]) for v in kept if v.weights_base}  # what LoRA runs on
     named |= {key(c.uri) for c in state.checkpoints} | {key(f.uri) for f in state.files}
     removals: dict[str, Removal] = {}
     for version in spare:

@@ -39,6 +39,7 @@ class Plan:
     train_uri: str  # Arrow files of rows
     validation_uri: str
     new_labels: list[str]  # labels the head gains before training (allow_new_labels)
+    adapter_base: tuple[str, str] | None = None  # a LoRA base's full weights (URI, sha256)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: Any) -> Tor
         "training": config.model_dump(),
         "base_uri": plan.base_uri,
         "base_sha256": plan.base_sha256,
+        "adapter_base": plan.adapter_base,
         "train_uri": plan.train_uri,
         "validation_uri": plan.validation_uri,
         "new_labels": plan.new_labels,

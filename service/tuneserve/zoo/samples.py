@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
+from tuneserve.tasks.handlers.lora import open_version
 
 SAMPLES: dict[str, dict] = {
     "sentiment": {"text": "The concert was absolutely wonderful.", "top_k": 2},
@@ -33,8 +34,11 @@ def sample_predictions(settings: Settings) -> Iterator[tuple[str, BaseModel, Bas
     for name, payload in SAMPLES.items():
         version = registry.resolve(name, None)
         spec = catalog.get(version.task)
-        handler = spec.handler_class().load(
+        base = version.weights_base
+        handler = open_version(
+            spec.handler_class(),
             store.local_path(version.artifact_uri),
+            store.local_path(base[0]) if base else None,
             max_length=settings.limits.max_sequence_length,
             options=spec.options(settings.tasks.options.get(spec.name)),
         )

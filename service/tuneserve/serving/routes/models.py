@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest, RollbackRequest
 from tuneserve.api.imports import ImportedModel, ImportModelRequest
-from tuneserve.api.tasks import ErrorBody, ModelList, ModelPublic, VersionList
+from tuneserve.api.tasks import ErrorBody, ModelList, ModelPublic, VersionList, VersionPublic
 from tuneserve.serving.deps import AdminDep, Caller, GatewayDep, ModelsDep
-from tuneserve.serving.imports import run_import
+from tuneserve.serving.imports import run_import, run_merge
 
 router = APIRouter(tags=["models"])
 # 503: the registry database is unreachable or busy (retry)
@@ -77,6 +78,20 @@ async def get_model(name: str, models: ModelsDep, _: Caller) -> ModelPublic:
 async def list_versions(name: str, models: ModelsDep, _: Caller) -> VersionList:
     """Every version of a model: metrics, lineage, and the aliases pointing at it."""
     return await asyncio.to_thread(models.list_versions, name)
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}/merge",
+    response_model=VersionPublic,
+    dependencies=[AdminDep],
+    responses=ERRORS | {400: {"model": ErrorBody}},
+)
+async def merge_version(
+    name: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], gateway: GatewayDep
+) -> VersionPublic:
+    """A LoRA version merged into its base's weights, registered as a new full version (no
+    alias moves; promote it as any version). 400 for a version with weights of its own."""
+    return await run_merge(gateway.settings, name, version)
 
 
 @router.post(

@@ -57,6 +57,8 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
 
     spec: ClassVar[TaskSpec]  # the task's schemas, defaults and settings
     auto_model: ClassVar[Any]
+    # modules a LoRA version trains whole and stores with its adapter: the task's output head
+    head_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

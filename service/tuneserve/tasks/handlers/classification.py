@@ -24,6 +24,7 @@ class ClassificationHandler(
 ):
     spec = SPEC
     auto_model = AutoModelForSequenceClassification
+    head_modules = ("classifier",)
 
     def preprocess(self, items: Sequence[ClassificationItem]) -> Batch:
         encoded = self._encode_truncated([item.text for item in items])

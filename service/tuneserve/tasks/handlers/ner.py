@@ -29,6 +29,7 @@ def _scores(entry: dict) -> dict[str, float]:
 class NerHandler(TaskHandler[NerItem, NerRow, NerOutput]):
     spec = SPEC
     auto_model = AutoModelForTokenClassification
+    head_modules = ("classifier",)
 
     def preprocess(self, items: Sequence[NerItem]) -> Batch:
         encoded = self._encode_truncated([i.text for i in items], return_offsets_mapping=True)

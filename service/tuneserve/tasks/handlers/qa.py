@@ -25,6 +25,7 @@ CANDIDATES = 20  # best starts × best ends examined per window
 class QaHandler(TaskHandler[QaItem, QaRow, QaOutput]):
     spec = SPEC
     auto_model = AutoModelForQuestionAnswering
+    head_modules = ("qa_outputs",)
 
     def __init__(self, model, tokenizer, *, max_length: int = 256, options=None):
         super().__init__(model, tokenizer, max_length=max_length, options=options)
