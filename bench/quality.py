@@ -111,8 +111,8 @@ def dailydialog(train: int, held: int, seed: int) -> tuple[Rows, Rows]:
 # task → (starter model, data set, reader, train rows, unseen rows, metric, hyperparameters)
 JOBS: dict[str, tuple[str, str, Callable, int, int, str, dict]] = {
     "classification": ("sentiment", "SST-2", sst2, 2000, 500, "accuracy", {"n_epochs": 1}),
-    "ner": ("entities", "CoNLL-2003", conll, 1500, 300, "f1", {"n_epochs": 2}),
-    "qa": ("qa", "SQuAD v1.1", squad, 1500, 300, "f1", {"n_epochs": 2}),
+    "ner": ("entities", "CoNLL-2003", conll, 1000, 300, "f1", {"n_epochs": 2}),
+    "qa": ("qa", "SQuAD v1.1", squad, 1000, 300, "f1", {"n_epochs": 2}),
     "translation": (
         "translate-en-de",
         "Multi30k en→de",
@@ -126,8 +126,8 @@ JOBS: dict[str, tuple[str, str, Callable, int, int, str, dict]] = {
         "chat",
         "DailyDialog",
         dailydialog,
-        400,
-        100,
+        240,
+        60,
         "loss",
         {"n_epochs": 1, "batch_size": 8, "learning_rate": 5e-5},
     ),
@@ -194,7 +194,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(JOBS), help="comma-separated tasks")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads per process (jobs run alone)"
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         console.print(f"skipped: no shared data at {SHARED} (set TUNESERVE_SHARED_DATA)")

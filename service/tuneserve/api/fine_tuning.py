@@ -107,9 +107,7 @@ class Method(BaseModel):
 
     def lora_parameters(self) -> LoraParameters | None:
         """The adapter's settings for a LoRA job (defaults where none are given), else None."""
-        if self.type != "lora":
-            return None
-        return self.lora or LoraParameters()
+        return (self.lora or LoraParameters()) if self.type == "lora" else None
 
 
 class JobCreate(BaseModel):
@@ -213,13 +211,8 @@ class JobPublic(BaseModel):
         self.hyperparameters = {
             key: self.hyperparameters.get(key, "auto") for key in SHOWN_HYPERPARAMETERS
         }
-        if lora:
-            self.method = {"type": "lora", "lora": lora | {"hyperparameters": self.hyperparameters}}
-        else:
-            self.method = {
-                "type": "supervised",
-                "supervised": {"hyperparameters": self.hyperparameters},
-            }
+        kind, settings = ("lora", lora) if lora else ("supervised", {})
+        self.method = {"type": kind, kind: settings | {"hyperparameters": self.hyperparameters}}
         return self
 
 
