@@ -75,7 +75,9 @@ def test_an_adapter_learns_stores_small_and_loads_back_exactly(
     assert _loss(handler.model, batch) < before
     handler.save(tmp_path)
 
-    assert lora.is_adapter(tmp_path) and not (tmp_path / "model.safetensors").exists()
+    assert (tmp_path / "adapter_config.json").is_file() and not (
+        tmp_path / "model.safetensors"
+    ).exists()
     full = (base_dir / "model.safetensors").stat().st_size
     assert lora.adapter_bytes(tmp_path) < full / 4, (lora.adapter_bytes(tmp_path), full)
     # the base's own weights did not move: only adapters (and a head, trained whole) did

@@ -58,13 +58,13 @@ class TaskServer:
         self._stream_slots = StreamSlots(settings.serving.max_streams_per_replica)
         # recent batches of every version, kept when a version is evicted (``info``)
         self._batches: deque[tuple[str, BatchRecord]] = deque(maxlen=2000)
+        self._load_options = {
+            "device": self.device,
+            "max_length": settings.limits.max_sequence_length,
+            "options": self.options,
+        }
         # LoRA versions share one resident copy of the full weights they run on
-        self.adapters = AdapterHost(
-            self.handler_class,
-            device=self.device,
-            max_length=settings.limits.max_sequence_length,
-            options=self.options,
-        )
+        self.adapters = AdapterHost(self.handler_class, **self._load_options)
         self.models = ResidentModels(settings.serving.resident_versions, self._load, self._evicted)
         # nothing here waits on the database or a model: the replica starts at once and
         # reports ready (``ready``) only when its production versions are loaded and warm
@@ -154,12 +154,7 @@ class TaskServer:
             handler = await self._in_model_thread(self.adapters.add, f"{name}@{number}", base, path)
         else:
             handler = await self._in_model_thread(
-                lambda: self.handler_class.load(
-                    path,
-                    device=self.device,
-                    max_length=self.settings.limits.max_sequence_length,
-                    options=self.options,
-                )
+                lambda: self.handler_class.load(path, **self._load_options)
             )
         example = self.spec.Item(**self.spec.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up

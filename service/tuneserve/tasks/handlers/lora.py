@@ -22,13 +22,8 @@ from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.handlers.base import TaskHandler
 from tuneserve.tasks.lora import LoraParameters
 
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ALL_LINEAR = "all-linear"  # PEFT: every linear layer but the output one
-
-
-def is_adapter(path: str | Path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
 def adapter_bytes(path: str | Path) -> int:
