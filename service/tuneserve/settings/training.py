@@ -27,6 +27,11 @@ class TrainingSettings(Section):
         default=False,
         description="Train on one GPU per worker (mixed precision) when a job does not say.",
     )
+    cpu_bfloat16: bool | None = Field(
+        default=None,
+        description="Train on CPU under bfloat16 autocast (float32 weights); default: where "
+        "the CPU multiplies bfloat16 natively (AMX, AVX-512 BF16).",
+    )
     wait_for_resources: bool = Field(
         default=False,
         description="On an autoscaling cluster: a job whose workers do not fit now waits up to "

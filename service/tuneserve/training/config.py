@@ -40,6 +40,7 @@ class TrainingConfig(BaseModel):
     max_sequence_length: int = Field(default=256, gt=8)
     num_workers: int = Field(default=1, ge=1)
     use_gpu: bool = False
+    cpu_bfloat16: bool | None = None  # None: where the CPU multiplies bfloat16 natively
     cpus_per_worker: float = Field(default=1.0, gt=0)
     torch_threads: int = Field(default=1, ge=1)
     allow_new_labels: bool = False
@@ -80,6 +81,7 @@ class TrainingConfig(BaseModel):
             num_workers=hyper.num_workers,
             use_gpu=settings.training.use_gpu if hyper.use_gpu is None else hyper.use_gpu,
             cpus_per_worker=settings.training.cpus_per_worker,
+            cpu_bfloat16=settings.training.cpu_bfloat16,
             torch_threads=settings.training.torch_threads,
             allow_new_labels=hyper.allow_new_labels,
             early_stopping_patience=hyper.early_stopping_patience,

@@ -33,7 +33,7 @@ from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.collective import all_agree, fewest, total_over_ranks
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.features import fingerprint, open_rows, shard, tokenized
-from tuneserve.training.fit import make_optimizer, make_schedule, train_step
+from tuneserve.training.fit import make_optimizer, make_schedule, train_step, uses_bfloat16
 from tuneserve.training.initial_model import initial_model
 
 logger = logging.getLogger("tuneserve.training")
@@ -204,9 +204,10 @@ class _Run:
             loader.sampler.set_epoch(epoch)
         self.model.train()
         epoch_loss, config = 0.0, self.config
+        bfloat16 = uses_bfloat16(config, next(self.model.parameters()).device)
         for batch in loader:
             loss = train_step(
-                self.model, batch, self.optimizer, self.schedule, config.max_grad_norm
+                self.model, batch, self.optimizer, self.schedule, config.max_grad_norm, bfloat16
             ).item()
             progress.step += 1
             epoch_loss += loss

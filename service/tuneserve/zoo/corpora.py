@@ -13,6 +13,7 @@ import html
 import io
 import logging
 import random
+import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class Corpus:
     install: str  # the command that puts it there
     description: str
     read: Callable[[Path], Rows]
+    # rows held out from, and trained on first: the sentences of a dictionary of words
+    preferred: Callable[[dict[str, str]], bool] | None = None
 
     def locate(self, corpora_dir: Path) -> Path | None:
         path = corpora_dir / self.file
@@ -43,10 +46,20 @@ class Corpus:
         return f"{self.file}:{path.stat().st_size}"
 
     def split(self, path: Path, train_rows: int, heldout_rows: int, seed: int) -> tuple[Rows, Rows]:
-        """Shuffled once with ``seed``: the held-out rows first, never trained on."""
+        """Shuffled once with ``seed``: the held-out rows first, never trained on.
+
+        With ``preferred``, the held-out rows are preferred ones and the training rows are
+        every other preferred row before any of the rest.
+        """
         rows = self.read(path)
         random.Random(seed).shuffle(rows)
-        return rows[heldout_rows : heldout_rows + train_rows], rows[:heldout_rows]
+        if self.preferred is None:
+            return rows[heldout_rows : heldout_rows + train_rows], rows[:heldout_rows]
+        first = [row for row in rows if self.preferred(row)]
+        rest = [row for row in rows if not self.preferred(row)]
+        train = (first[heldout_rows:] + rest)[:train_rows]
+        random.Random(seed).shuffle(train)
+        return train, first[:heldout_rows]
 
 
 # VADER's ICWSM-2014 ground truth (MIT, C.J. Hutto): sentences each scored by about 20
@@ -86,4 +99,59 @@ VADER_SENTIMENT = Corpus(
     description="human-scored Amazon review snippets, tweets and NYT editorial snippets "
     "from VADER's ICWSM-2014 data (MIT)",
     read=_vader_rows,
+)
+
+
+# The Ding German-English dictionary (Frank Richter, TU Chemnitz; GPL-2+), as Debian's
+# trans-de-en packages it: one entry a line, "German :: English"; " | " separates aligned
+# sub-entries (a word, its plural, its phrases), "; " synonyms, and {m} [med.] <…> (…) mark
+# gender, field, search keys and glosses, all dropped here. Of about 580k pairs, about 22k
+# are whole sentences (the English side a source, the German its translation); the rest are
+# words and phrases. Left out: sub-entries whose sides do not align, and phrases with the
+# dictionary's placeholders (sb./sth., jdn./etw.), which are not text.
+_DING_MARKS = re.compile(r"\{[^}]*\}|\[[^\]]*\]|<[^>]*>|\([^)]*\)")
+_DING_PLACEHOLDERS = re.compile(r"\b(sb|sth|jd[mns]?|etw)\.")
+_DING_LEFTOVERS = re.compile(r"[{}\[\]<>()]")  # a mark nested in another, cut in two
+_SPACES = re.compile(r"\s+")
+
+
+def _ding_alternatives(side: str) -> list[str]:
+    texts = (_SPACES.sub(" ", text).strip(" ,") for text in side.split(";"))
+    return [text for text in texts if text and not _DING_LEFTOVERS.search(text)]
+
+
+def _ding_rows(path: Path) -> Rows:
+    rows: dict[str, str] = {}  # English → German: an English text is translated once
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or " :: " not in line:
+            continue
+        # marks first: a gloss may hold "; " or " | " of its own
+        german, english = (
+            _DING_MARKS.sub(" ", side).replace("\u2019", "'").split(" | ")
+            for side in line.split(" :: ", 1)
+        )
+        if len(german) != len(english):
+            continue
+        for de_side, en_side in zip(german, english, strict=True):
+            germans, englishes = _ding_alternatives(de_side), _ding_alternatives(en_side)
+            for i, de in enumerate(germans if englishes else []):
+                en = englishes[min(i, len(englishes) - 1)]
+                if not _DING_PLACEHOLDERS.search(en + " " + de):
+                    rows.setdefault(en, de)
+    return [{"source": en, "target": de} for en, de in rows.items()]
+
+
+def is_sentence(row: dict[str, str]) -> bool:
+    """A whole sentence: three words or more, ending as sentences end."""
+    target = row["target"]
+    return target[-1] in ".!?" and len(target.split()) >= 3
+
+
+DING_DE_EN = Corpus(
+    file="de-en",
+    install="apt-get install trans-de-en (then make install copies /usr/share/trans/de-en)",
+    description="English-German pairs of the Ding dictionary (GPL-2+): its sentences "
+    "and a sample of its words and phrases",
+    read=_ding_rows,
+    preferred=is_sentence,
 )

@@ -1,9 +1,10 @@
 """How each starter model is made: its data, its untrained model, its training budget.
 
 Classification, NER and QA put task heads on the packaged MiniLM encoder. Translation and
-chat are small models built from a config, with tokenizers trained here on generated text;
-the full profile's chat starter is SmolLM2-135M-Instruct instead, when its package is
-installed (the small one stays for the tiny profile the tests use).
+chat are small models built from a config, with tokenizers trained here on their rows: the
+full profile's translation starter learns from the Ding dictionary when Debian's
+trans-de-en is installed; the full profile's chat starter is SmolLM2-135M-Instruct, when its
+package is installed (the small ones stay for the tiny profile the tests use).
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from transformers import (
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
-    T5Config,
-    T5ForConditionalGeneration,
+    MarianConfig,
+    MarianMTModel,
 )
 
 from tuneserve.settings import Settings, ZooProfile
 from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.tasks.handlers.base import IGNORED, TaskHandler
+from tuneserve.tasks.handlers.translation import LENGTH_RATIO, LENGTH_SLACK
 from tuneserve.tasks.spec import TaskSpec
 from tuneserve.training.config import TrainingConfig
-from tuneserve.zoo.corpora import VADER_SENTIMENT, Corpus
+from tuneserve.zoo.corpora import DING_DE_EN, VADER_SENTIMENT, Corpus
 from tuneserve.zoo.data import dialogues, entities, qa, sentiment, translation
 from tuneserve.zoo.pretrained import SMOLLM2_135M_INSTRUCT, PretrainedSource
 from tuneserve.zoo.tokenizers import train_chat_tokenizer, train_seq2seq_tokenizer
@@ -93,27 +95,33 @@ def _encoder_with_labels(task: str, labels: list[str]) -> Callable[..., TaskHand
 
 
 def _create_translation(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
+    """A Marian-style transformer (the architecture of the OPUS-MT models): on these
+    machines it learnt Multi30k several times faster per step than a T5 of the same size."""
     texts = [r.source for r in rows] + [r.target for r in rows]
     tokenizer = train_seq2seq_tokenizer(texts, vocab_size=budget.arch["vocab"])
-    d_model = budget.arch["d_model"]
-    config = T5Config(
+    d_model, limits = budget.arch["d_model"], settings.limits
+    config = MarianConfig(
         vocab_size=len(tokenizer),
         d_model=d_model,
-        d_kv=d_model // 4,
-        d_ff=d_model * 4,
-        num_layers=budget.arch["layers"],
-        num_decoder_layers=budget.arch["layers"],
-        num_heads=4,
-        dropout_rate=0.1,
+        encoder_layers=budget.arch["layers"],
+        decoder_layers=budget.arch["layers"],
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=d_model * 4,
+        decoder_ffn_dim=d_model * 4,
+        activation_function="gelu",
+        dropout=0.1,
+        # positions are fixed sinusoids: enough for the longest translation the handler writes
+        max_position_embeddings=int(LENGTH_RATIO * limits.max_sequence_length) + LENGTH_SLACK + 1,
+        scale_embedding=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    model = T5ForConditionalGeneration(config)
-    return _handler_class("translation")(
-        model, tokenizer, max_length=settings.limits.max_sequence_length
-    )
+    model = MarianMTModel(config)
+    return _handler_class("translation")(model, tokenizer, max_length=limits.max_sequence_length)
 
 
 def _create_chat(settings: Settings, budget: Budget, rows: list[BaseModel]) -> TaskHandler:
@@ -197,15 +205,15 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "translate-en-de",
             "translation",
-            "English → German, a small T5 trained here.",
+            "English → German, a small Marian transformer trained here.",
             translation,
             _create_translation,
             _budgets(
                 Budget(
-                    20000,
+                    80000,
                     400,
-                    TrainingConfig(n_epochs=2, batch_size=64, learning_rate=2e-3),
-                    {"vocab": 800, "d_model": 128, "layers": 2},
+                    TrainingConfig(n_epochs=1, batch_size=64, learning_rate=1e-3),
+                    {"vocab": 8000, "d_model": 256, "layers": 3},
                 ),
                 Budget(
                     512,
@@ -214,7 +222,8 @@ RECIPES: dict[str, Recipe] = {
                     {"vocab": 400, "d_model": 32, "layers": 1},
                 ),
             ),
-            ("bleu", 20.0),
+            ("bleu", 5.0),
+            corpus={"full": DING_DE_EN},
         ),
         Recipe(
             "chat",

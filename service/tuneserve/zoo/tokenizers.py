@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from tokenizers import (
@@ -29,16 +30,28 @@ CHAT_TEMPLATE = (
 
 
 def train_seq2seq_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A BPE tokenizer for both languages of a translation model; every text ends in </s>."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    """A BPE tokenizer for both languages of a translation model; every text ends in </s>.
+
+    Byte fallback: a character the training text never had is spelled as its UTF-8 bytes
+    (one token each) rather than lost as <unk>, so a user's text always round-trips and a
+    fine-tuning job can teach the model words and scripts the starter never saw.
+    Punctuation is split from words, so "Straße." and "Straße" share a token.
+    """
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()]
+    )
+    tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
     special = ["<pad>", "</s>", "<unk>"]
+    byte_tokens = [f"<0x{byte:02X}>" for byte in range(256)]
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special, show_progress=False
+        vocab_size=vocab_size + len(special) + len(byte_tokens),
+        special_tokens=special + byte_tokens,
+        show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer)
+    tokenizer = _as_plain_vocabulary(tokenizer, set(byte_tokens))
     eos = tokenizer.token_to_id("</s>")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
@@ -50,6 +63,14 @@ def train_seq2seq_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrained
         unk_token="<unk>",
         model_max_length=256,
     )
+
+
+def _as_plain_vocabulary(tokenizer: Tokenizer, tokens: set[str]) -> Tokenizer:
+    """The trainer reserves ids only for special tokens; byte tokens must be text, though,
+    or decoding with ``skip_special_tokens`` would drop every byte-spelled character."""
+    state = json.loads(tokenizer.to_str())
+    state["added_tokens"] = [t for t in state["added_tokens"] if t["content"] not in tokens]
+    return Tokenizer.from_str(json.dumps(state))
 
 
 def train_chat_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
