@@ -11,6 +11,13 @@ from tuneserve.tasks.handlers.base import IGNORED
 from tuneserve.tasks.ner import NerRow
 from tuneserve.tasks.qa import QaRow
 from tuneserve.tasks.translation import TranslationRow
+from tuneserve.training.config import TrainingConfig
+from tuneserve.training.fit import (
+    cpu_multiplies_bfloat16,
+    make_optimizer,
+    train_step,
+    uses_bfloat16,
+)
 from tuneserve.zoo.recipes import RECIPES
 
 MODELS = ["sentiment", "entities", "qa", "translate-en-de", "chat"]
@@ -42,6 +49,31 @@ def test_a_few_training_steps_lower_the_loss(name, load_handler):
         optimizer.step()
         optimizer.zero_grad()
     assert _eval_loss(handler, batch) < before
+
+
+@pytest.mark.parametrize("name", ["sentiment", "translate-en-de"])
+def test_bfloat16_steps_follow_float32_steps(name, load_handler):
+    """Mixed precision on CPU changes the arithmetic, not what a step learns."""
+    losses = {}
+    for bfloat16 in (False, True):
+        handler = load_handler(name)  # the same starting weights each time
+        batch = handler.collate(handler.training_features(_rows(name)))
+        config = TrainingConfig(learning_rate=1e-3 if name == "translate-en-de" else 5e-5)
+        optimizer = make_optimizer(handler.model, config)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        handler.model.train()
+        for _ in range(3):
+            train_step(handler.model, batch, optimizer, schedule, 1.0, bfloat16)
+        losses[bfloat16] = _eval_loss(handler, batch)
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+
+
+def test_bfloat16_is_chosen_by_setting_then_by_the_hardware():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert uses_bfloat16(TrainingConfig(cpu_bfloat16=False), gpu)
+    assert not uses_bfloat16(TrainingConfig(cpu_bfloat16=False), cpu)
+    assert uses_bfloat16(TrainingConfig(cpu_bfloat16=True), cpu)
+    assert uses_bfloat16(TrainingConfig(), cpu) == cpu_multiplies_bfloat16()
 
 
 def test_ner_labels_only_the_first_piece_of_each_word(handlers):

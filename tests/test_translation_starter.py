@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
+from tuneserve.settings import Settings
 from tuneserve.tasks.handlers.translation import LENGTH_RATIO, LENGTH_SLACK, TranslationHandler
 from tuneserve.tasks.translation import TranslationItem
 from tuneserve.zoo.corpora import DING_DE_EN, is_sentence
+from tuneserve.zoo.recipes import RECIPES
 from tuneserve.zoo.tokenizers import train_seq2seq_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,22 +73,14 @@ def test_the_tokenizer_spells_unseen_characters_as_bytes():
 
 
 def _untrained_handler() -> TranslationHandler:
-    """A random model: greedy decoding of one repeats itself, as a weak model does."""
-    texts = ["the man rides a bike", "der Mann fährt Rad", "a dog runs", "ein Hund rennt"]
-    tokenizer = train_seq2seq_tokenizer(texts, 80)
+    """The tiny profile's model before training: greedy decoding of one repeats itself, as a
+    weak model does."""
+    recipe = RECIPES["translate-en-de"]
+    rows = [recipe.spec.Row(**row) for row in recipe.data.generate("train", 32, seed=5)]
     torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=1,
-        num_heads=4,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-    )
-    return TranslationHandler(T5ForConditionalGeneration(config).eval(), tokenizer, max_length=64)
+    handler = recipe.create(Settings(), recipe.budgets["tiny"], rows)
+    handler.model.eval()
+    return handler
 
 
 def test_decoding_never_repeats_a_trigram_and_stops_relative_to_the_source():
