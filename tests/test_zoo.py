@@ -160,7 +160,8 @@ def test_the_sentiment_corpus_is_scored_human_text_without_movie_reviews():
     assert not {r["text"] for r in train} & {r["text"] for r in heldout}
 
 
-def test_a_missing_corpus_falls_back_to_generated_rows(tmp_path, caplog):
+@pytest.mark.parametrize("name", ["sentiment", "translate-en-de"])
+def test_a_missing_corpus_falls_back_to_generated_rows(name, tmp_path, caplog):
     settings = Settings(data_dir=tmp_path, zoo={"profile": "full"})
-    assert corpus_file(RECIPES["sentiment"], settings) is None
+    assert corpus_file(RECIPES[name], settings) is None
     assert "using generated rows" in caplog.text
