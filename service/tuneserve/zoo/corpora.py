@@ -105,10 +105,11 @@ VADER_SENTIMENT = Corpus(
 # The Ding German-English dictionary (Frank Richter, TU Chemnitz; GPL-2+), as Debian's
 # trans-de-en packages it: one entry a line, "German :: English"; " | " separates aligned
 # sub-entries (a word, its plural, its phrases), "; " synonyms, and {m} [med.] <…> (…) mark
-# gender, field, search keys and glosses, all dropped here. Of about 580k pairs, about 22k
-# are whole sentences (the English side a source, the German its translation); the rest are
-# words and phrases. Left out: sub-entries whose sides do not align, and phrases with the
-# dictionary's placeholders (sb./sth., jdn./etw.), which are not text.
+# gender, field, search keys and glosses, all dropped here. Read so (trans-de-en of
+# 2023-01-30), it gives 370,133 pairs, each English text once; 20,580 are whole sentences,
+# the rest words and phrases. Left out: lines whose two sides have different numbers of
+# sub-entries (they cannot be aligned), and phrases with the dictionary's placeholders
+# (sb./sth., jdn./etw.), which are not text.
 _DING_MARKS = re.compile(r"\{[^}]*\}|\[[^\]]*\]|<[^>]*>|\([^)]*\)")
 _DING_PLACEHOLDERS = re.compile(r"\b(sb|sth|jd[mns]?|etw)\.")
 _DING_LEFTOVERS = re.compile(r"[{}\[\]<>()]")  # a mark nested in another, cut in two
