@@ -55,8 +55,10 @@ class Corpus:
         random.Random(seed).shuffle(rows)
         if self.preferred is None:
             return rows[heldout_rows : heldout_rows + train_rows], rows[:heldout_rows]
-        first = [row for row in rows if self.preferred(row)]
-        rest = [row for row in rows if not self.preferred(row)]
+        first: Rows = []
+        rest: Rows = []
+        for row in rows:
+            (first if self.preferred(row) else rest).append(row)
         train = (first[heldout_rows:] + rest)[:train_rows]
         random.Random(seed).shuffle(train)
         return train, first[:heldout_rows]
