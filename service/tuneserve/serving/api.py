@@ -33,4 +33,20 @@ def create_api(catalog: TaskCatalog) -> FastAPI:
     )
     for router in routers:
         api.include_router(router)
+    _document_stream_chunks(api)
     return api
+
+
+def _document_stream_chunks(api: FastAPI) -> None:
+    """Add the streamed chat chunk's schemas to the OpenAPI document (built once, cached)."""
+    build = api.openapi
+
+    def openapi() -> dict:
+        if api.openapi_schema is None:
+            document = build()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in chat.stream_schemas().items():
+                schemas.setdefault(name, schema)
+        return api.openapi_schema
+
+    api.openapi = openapi

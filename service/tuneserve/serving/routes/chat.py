@@ -28,22 +28,24 @@ from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
 
 # 500: the model failed mid-completion; 504: the stream ran past serving.chat_stream_timeout_s
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 500, 503, 504)}
-# ``stream: true`` answers 200 with server-sent events, one schema per event
+# ``stream: true`` answers 200 with server-sent events: each event's data is one
+# ChatCompletionChunk as JSON (its schema is added to the components: see ``stream_schemas``)
 STREAMED = {
     "text/event-stream": {
-        "schema": {
-            "type": "object",
-            "required": ["data"],
-            "properties": {
-                "data": {
-                    "type": "string",
-                    "description": "A chat.completion.chunk as JSON; the last event is [DONE]. "
-                    'A stream that fails after its first chunk sends {"error": {...}} first.',
-                }
-            },
-        }
+        "schema": {"$ref": "#/components/schemas/ChatCompletionChunk"},
+        "description": "Server-sent events, each `data:` a chat.completion.chunk as JSON; the "
+        'last is [DONE]. A stream that fails after its first chunk sends {"error": {...}} first.',
     }
 }
+
+
+def stream_schemas() -> dict[str, dict]:
+    """The streamed chunk's schemas, for the OpenAPI document's components: no route returns
+    the model itself, so FastAPI would not list it, and clients generate their types from it."""
+    schema = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+    return schema.pop("$defs", {}) | {"ChatCompletionChunk": schema}
+
+
 router = APIRouter(prefix="/v1", tags=["chat"], responses=ERRORS)
 
 
