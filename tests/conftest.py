@@ -317,3 +317,18 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def register_copy(settings: Settings, source: str, copy: str, description: str) -> str:
+    """``copy``: a new model whose version 1 (production) is ``source``'s version 1, for
+    tests that move production or fine-tune without touching the shared starters."""
+    registry, _ = connect(settings.registry)
+    first = registry.get_version(source, 1)
+    registry.create_model(copy, first.task, description)
+    if not registry.list_versions(copy):
+        registry.register_version(
+            copy, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
+        )
+        registry.move_alias(copy, "production", 1, None)
+    registry.engine.dispose()
+    return copy
