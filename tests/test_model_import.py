@@ -295,11 +295,15 @@ def test_the_command_line_imports_and_refuses(topic_classifier, tmp_path, monkey
     monkeypatch.chdir(topic_classifier.parent)
     runner = CliRunner()
     relative = topic_classifier.name  # as a shell names it
-    done = runner.invoke(app, ["models", "import", relative, "--name", "topics"], env=COLUMNS)
+    done = runner.invoke(
+        app, ["models", "import", relative, "--name", "topics", "--local"], env=COLUMNS
+    )
     assert done.exit_code == 0, done.output
     assert "imported topics@1" in done.output and "world, sports, business, tech" in done.output
     refused = runner.invoke(
-        app, ["models", "import", str(MINILM), "--name", "enc", "--task", "ner"], env=COLUMNS
+        app,
+        ["models", "import", str(MINILM), "--name", "enc", "--task", "ner", "--local"],
+        env=COLUMNS,
     )
     assert refused.exit_code == 2 and "is not a ner model" in refused.output
 

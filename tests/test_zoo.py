@@ -106,7 +106,7 @@ def test_cli_builds_registers_and_answers_samples(
     assert built.exit_code == 0, built.output
     for name in RECIPES:
         assert name in built.output
-    listed = runner.invoke(app, ["models", "list"])
+    listed = runner.invoke(app, ["models", "list", "--local"])
     assert listed.exit_code == 0 and "production→1" in listed.output
     ran = runner.invoke(app, ["samples", "--profile", "tiny"])
     assert ran.exit_code == 0, ran.output

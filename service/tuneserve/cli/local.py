@@ -1,8 +1,8 @@
-"""``tuneserve`` command line: build the starter models, list the registry, run the service."""
+"""Commands that work here, on this machine's settings (``TUNESERVE_*``): run the service,
+build the starter models, migrate the database, manage keys, collect garbage."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,22 +10,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tuneserve.k8s_render import k8s_app
+from tuneserve.cli.apps import app, db_app, keys_app, models_app
 from tuneserve.settings import Settings, ZooProfile
 
-app = typer.Typer(help="Model serving with online fine-tuning on Ray.", no_args_is_help=True)
-models_app = typer.Typer(help="Starter models and the model registry.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-db_app = typer.Typer(help="The registry database's schema (Alembic).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(k8s_app, name="k8s")
-keys_app = typer.Typer(help="API keys of tenants (stored hashed in the registry).")
-keys_app.no_args_is_help = True
-app.add_typer(keys_app, name="keys")
 console = Console()
 
 
-def _settings(profile: ZooProfile | None) -> Settings:
+def local_settings(profile: ZooProfile | None) -> Settings:
     return Settings(zoo={"profile": profile}) if profile else Settings()
 
 
@@ -81,48 +72,7 @@ def models_build(
     force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
 ) -> None:
     """Build (if missing or outdated) and register the five starter models."""
-    build_and_register(_settings(profile), only, force)
-
-
-@models_app.command("list")
-def models_list() -> None:
-    """Models in the registry with their versions, aliases and metrics."""
-    from tuneserve.registry import Registry
-
-    registry = Registry.from_url(_settings(None).registry.database_url)
-    table = Table(title="registry")
-    for column in ("model", "task", "versions", "aliases"):
-        table.add_column(column)
-    for model in registry.list_models():
-        versions = ", ".join(str(v.version) for v in registry.list_versions(model.name))
-        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(model.name).items()))
-        table.add_row(model.name, model.task, versions, aliases)
-    console.print(table)
-
-
-@models_app.command("import")
-def models_import(
-    source: Annotated[str, typer.Argument(help="Folder, fsspec URL, GGUF file, hf://org/n@rev")],
-    name: Annotated[str, typer.Option(help="The registry model it becomes a version of.")],
-    task: Annotated[str | None, typer.Option(help="Default: from config.architectures.")] = None,
-    alias: Annotated[str | None, typer.Option(help="production or candidate, if unset.")] = None,
-) -> None:
-    """Import a model you have as a new version of the settings' registry (TUNESERVE_*)."""
-    from tuneserve.api.imports import ImportModelRequest
-    from tuneserve.control.model_import import import_with
-    from tuneserve.errors import TuneserveError
-
-    if "://" not in source:  # a folder or file of this machine, as the shell names it
-        source = str(Path(source).resolve())
-    try:
-        request = ImportModelRequest(source=source, name=name, task=task, alias=alias)
-        done = import_with(_settings(None), request)
-    except (TuneserveError, ValueError) as error:  # a pydantic ValidationError is a ValueError
-        console.print(f"[red]refused: {getattr(error, 'message', error)}[/red]")
-        raise typer.Exit(2) from None
-    labels = f", labels {', '.join(done.labels)}" if done.labels else ""
-    left = f"; left behind (pickled): {', '.join(done.left_behind)}" if done.left_behind else ""
-    print(f"imported {done.model}@{done.version}: {done.task} ({done.architecture}{labels}){left}")
+    build_and_register(local_settings(profile), only, force)
 
 
 @db_app.command("upgrade")
@@ -131,7 +81,7 @@ def db_upgrade() -> None:
     from tuneserve.registry import schema
     from tuneserve.registry.db import make_engine
 
-    engine = make_engine(_settings(None).registry.database_url, migrate=False, check=False)
+    engine = make_engine(local_settings(None).registry.database_url, migrate=False, check=False)
     before, after = schema.upgrade(engine)
     where = engine.url.render_as_string(hide_password=True)
     if before == after:
@@ -146,7 +96,7 @@ def db_current() -> None:
     from tuneserve.registry import schema
     from tuneserve.registry.db import make_engine
 
-    engine = make_engine(_settings(None).registry.database_url, migrate=False, check=False)
+    engine = make_engine(local_settings(None).registry.database_url, migrate=False, check=False)
     with engine.connect() as connection:
         current = schema.current_revision(connection)
     head = schema.head_revision()
@@ -159,7 +109,7 @@ def _key_store():
     from tuneserve.registry import Registry
     from tuneserve.registry.keys import KeyStore
 
-    return KeyStore(Registry.from_url(_settings(None).registry.database_url).engine)
+    return KeyStore(Registry.from_url(local_settings(None).registry.database_url).engine)
 
 
 @keys_app.command("create")
@@ -220,7 +170,7 @@ def gc(
     from tuneserve.registry.jobs import JobStore
     from tuneserve.training.retention import collect
 
-    settings = _settings(None)
+    settings = local_settings(None)
     registry, store = connect(settings.registry)
     done = collect(settings, registry, JobStore(registry.engine), store, dry_run=dry_run)
     table = Table(title="would be deleted (dry run)" if dry_run else "deleted")
@@ -242,7 +192,7 @@ def run(
     profile: Annotated[ZooProfile | None, typer.Option(help="full or tiny")] = None,
 ) -> None:
     """Build missing starter models, then serve them until Ctrl-C."""
-    settings = _settings(profile)
+    settings = local_settings(profile)
     build_and_register(settings, None, force=False)
     serve_forever(settings)
 
@@ -254,7 +204,7 @@ def samples(
     """Answer one sample request per starter model, in-process (no Ray)."""
     from tuneserve.zoo.samples import sample_predictions
 
-    for name, item, output in sample_predictions(_settings(profile)):
+    for name, item, output in sample_predictions(local_settings(profile)):
         console.print(f"[bold]{name}[/bold] {item}\n  → {output}")
 
 
