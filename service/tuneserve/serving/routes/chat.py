@@ -28,13 +28,23 @@ from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
 
 # 500: the model failed mid-completion; 504: the stream ran past serving.chat_stream_timeout_s
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 500, 503, 504)}
-# ``stream: true`` answers 200 with server-sent events: each event's data is one
-# ChatCompletionChunk as JSON (its schema is added to the components: see ``stream_schemas``)
+# ``stream: true`` answers 200 with server-sent events. Before OpenAPI 3.2 a stream's schema
+# describes one event (its fields); each event's data is one ChatCompletionChunk as JSON, whose
+# schema is added to the components for clients to generate their types (``stream_schemas``).
 STREAMED = {
     "text/event-stream": {
-        "schema": {"$ref": "#/components/schemas/ChatCompletionChunk"},
-        "description": "Server-sent events, each `data:` a chat.completion.chunk as JSON; the "
-        'last is [DONE]. A stream that fails after its first chunk sends {"error": {...}} first.',
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": "A ChatCompletionChunk "
+                    "(#/components/schemas/ChatCompletionChunk) as JSON; the last event is "
+                    '[DONE]. A stream that fails after its first chunk sends {"error": {...}}.',
+                }
+            },
+        }
     }
 }
 
