@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, register_copy
+from conftest import ROOT, production_copy
 from tuneserve.cli import app
 from typer.testing import CliRunner
 
@@ -34,7 +34,7 @@ def cli(ready_service, admin_key):
 def followed_job(cli, service_settings) -> tuple[str, object]:
     """A job created and followed to its end by ``jobs create --follow`` on a copy of
     sentiment (production v1), so its evaluation has a production to compare with."""
-    model = register_copy(service_settings, "sentiment", "cli-sentiment", "CLI test copy")
+    model = production_copy(service_settings, "sentiment", "cli-sentiment", "classification")
     done = cli(
         "jobs", "create", "--model", model,
         "--file", str(EXAMPLES / "reviews.jsonl"),
@@ -133,7 +133,7 @@ def test_files_and_models_commands(cli, followed_job):
 def test_the_progress_bar_renders_in_a_real_terminal(ready_service, admin_key, service_settings):
     """tmux runs ``jobs create --follow`` in a real pseudo-terminal; the pane shows rich's
     live bar, which ends at 100%."""
-    model = register_copy(service_settings, "sentiment", "tmux-sentiment", "tmux test copy")
+    model = production_copy(service_settings, "sentiment", "tmux-sentiment", "classification")
     session = f"tuneserve-{time.monotonic_ns()}"
     tuneserve = ROOT / ".venv" / "bin" / "tuneserve"
     command = (

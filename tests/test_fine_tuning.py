@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 import ray
-from tuneserve.registry import connect
+from conftest import production_copy
 from tuneserve.serving.fleet import task_server_name
 from tuneserve.zoo.recipes import RECIPES
 
@@ -62,20 +62,10 @@ def wait_for(http: httpx.Client, job_id: str, statuses=TERMINAL, timeout_s: floa
 @pytest.fixture(scope="module")
 def copies(ready_service, service_settings, starter_models) -> dict[str, str]:
     """task → name of an 'ft-' copy of that task's starter model, version 1 = production."""
-    registry, _ = connect(service_settings.registry)
-    names = {}
-    for name, report in starter_models.items():
-        copy = f"ft-{name}"
-        first = registry.get_version(name, 1)
-        registry.create_model(copy, report.task, "fine-tuning test copy")
-        if not registry.list_versions(copy):
-            registry.register_version(
-                copy, artifact_uri=first.artifact_uri, sha256=first.sha256, metrics=first.metrics
-            )
-            registry.move_alias(copy, "production", 1, None)
-        names[report.task] = copy
-    registry.engine.dispose()
-    return names
+    return {
+        report.task: production_copy(service_settings, name, f"ft-{name}", report.task)
+        for name, report in starter_models.items()
+    }
 
 
 def labels_production_gets_wrong(http: httpx.Client, model: str, rows: list[dict]) -> list[dict]:
@@ -120,7 +110,9 @@ def task_jobs(http, copies) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("task", list(ROUTES))
-def test_each_task_fine_tunes_and_serves_the_new_version(http, task_jobs, copies, task):
+def test_each_task_fine_tunes_and_serves_the_new_version(
+    http, task_jobs, copies, task, service_settings
+):
     job = task_jobs[task]
     assert job["status"] == "succeeded", job["error"]
     name = copies[task]
@@ -135,6 +127,17 @@ def test_each_task_fine_tunes_and_serves_the_new_version(http, task_jobs, copies
     new = versions[-1]
     assert new["aliases"] == ["candidate", "production"] and new["base_version"] == 1
     assert new["lineage"]["job"] == job["id"] and new["metrics"]
+    # the candidate's int8 variant was verified on the validation rows, and serves if it passed
+    variants = service_settings.tasks.variants
+    if task in variants.tasks:
+        verdict = new["variants"]["int8"]
+        assert verdict["items"] > 0 and 0 <= verdict["agreement"] <= 1 and verdict["speedup"] > 0
+        assert served["variant"] == ("int8" if verdict["serve"] else "fp32")
+        events = http.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100})
+        assert any(e["message"].startswith("variants: int8") for e in events.json()["data"])
+    else:
+        assert new["variants"] == {}
+        assert served.get("variant", "fp32") == "fp32"  # chat answers in OpenAI's shape
     events = http.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()
     messages = [event["message"] for event in events["data"]]
     assert any(m.startswith("epoch 1 done") for m in messages)

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, register_copy
+from conftest import ROOT, production_copy
 from tuneserve.registry import connect
 
 LOCUST = ROOT / ".venv" / "bin" / "locust"
@@ -17,7 +17,7 @@ LOCUST = ROOT / ".venv" / "bin" / "locust"
 def swappable_copy(settings) -> str:
     """A copy of sentiment with a second version (the same weights) to promote and roll back:
     the swaps move its production while the classification users call it."""
-    model = register_copy(settings, "sentiment", "load-sentiment", "load test copy")
+    model = production_copy(settings, "sentiment", "load-sentiment", "classification")
     registry, _ = connect(settings.registry)
     if len(registry.list_versions(model)) == 1:
         first = registry.get_version(model, 1)

@@ -97,6 +97,14 @@ def _pre_alembic_database(url: str) -> None:
             ),
             {"sha": "0" * 64},
         )
+        connection.execute(
+            text(
+                "INSERT INTO model_versions (model_name, version, task, artifact_uri, metrics, "
+                "lineage, sha256, created_at) VALUES ('sentiment', 1, 'classification', 'x', "
+                "'{}', '{}', :sha, '2026-01-01 00:00:00')"
+            ),
+            {"sha": "0" * 64},
+        )
     engine.dispose()
 
 
@@ -109,6 +117,8 @@ def test_a_database_made_before_migrations_is_adopted_with_its_rows(tmp_path: Pa
     registry = Registry.from_url(url)
     assert [model.name for model in registry.list_models()] == ["sentiment"]
     assert JobStore(registry.engine).get_file("file-old").owner == DEFAULT_TENANT
+    # a version older than variants was verified for none: it serves fp32
+    assert registry.get_version("sentiment", 1).variants == {}
     assert "alembic_version" in inspect(registry.engine).get_table_names()
     registry.engine.dispose()
     assert _differences(url) == []

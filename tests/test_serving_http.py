@@ -205,18 +205,21 @@ def _new_batches(before: dict, after: dict, label: str) -> list[list[int]]:
 
 def test_concurrent_requests_are_batched_and_versions_never_mix(ready_service, http):
     before = _server_info("classification")
-    sent = {"sentiment@1": 0, "sentiment@2": 0}
+    sent: dict[str, int] = {}
 
-    def call(index: int) -> tuple[str, int]:
+    def call(index: int) -> tuple[str, dict]:
         model = "sentiment@1" if index % 2 else "sentiment@2"
         body = {"inputs": [f"Review number {index} was great."] * 2, "model": model}
-        return model, http.post("/v1/classify", json=body).json()["version"]
+        return model, http.post("/v1/classify", json=body).json()
 
     with ThreadPoolExecutor(24) as pool:
         results = list(pool.map(call, range(48)))
-    for model, version in results:
-        assert model.endswith(f"@{version}")
-        sent[model] += 2
+    for model, answer in results:
+        assert model.endswith(f"@{answer['version']}")
+        # a replica labels its batches name@version, and :variant unless it runs fp32
+        label = model + ("" if answer["variant"] == "fp32" else f":{answer['variant']}")
+        sent[label] = sent.get(label, 0) + 2
+    assert len(sent) == 2
     after = _server_info("classification")
     for label, items in sent.items():
         new = _new_batches(before, after, label)

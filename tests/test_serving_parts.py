@@ -1,4 +1,5 @@
-"""The replica's building blocks on their own: the batcher and the resident-version LRU."""
+"""The replica's building blocks on their own: the batcher, length packing and the
+resident-version LRU."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import pytest
 from tuneserve.errors import InvalidRequest
 from tuneserve.serving.batcher import Batcher
+from tuneserve.serving.packing import by_length
 from tuneserve.serving.resident import Resident, ResidentModels
 
 
@@ -91,3 +93,12 @@ def test_capacity_bounds_unpinned_versions(capacity):
         return len(models.loaded())
 
     assert asyncio.run(main()) == capacity
+
+
+def test_packing_sorts_by_length_and_keeps_each_group_within_the_budget():
+    lengths = [30, 3, 12, 4, 200, 5, 11]
+    groups = by_length(lengths, token_budget=40)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    assert groups == [[1, 3, 5], [6, 2], [0], [4]]  # 3,4,5 | 11,12 | 30 | 200 alone
+    for group in groups[:-1]:
+        assert max(lengths[i] for i in group) * len(group) <= 40

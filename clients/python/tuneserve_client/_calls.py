@@ -71,13 +71,15 @@ def ready() -> Call[dict]:
 
 
 # --- tasks -------------------------------------------------------------------------------
-def classify(inputs: str | Sequence[str], model: str | None, top_k: int | None):
-    body = _body(inputs=_texts(inputs), model=model, top_k=top_k)
+def classify(
+    inputs: str | Sequence[str], model: str | None, top_k: int | None, variant: str | None
+) -> Call[m.ClassifyResponse]:
+    body = _body(inputs=_texts(inputs), model=model, top_k=top_k, variant=variant)
     return Call("POST", "/v1/classify", m.ClassifyResponse.model_validate, body, idempotent=True)
 
 
-def ner(inputs: str | Sequence[str], model: str | None) -> Call[m.NerResponse]:
-    body = _body(inputs=_texts(inputs), model=model)
+def ner(inputs: str | Sequence[str], model: str | None, variant: str | None) -> Call[m.NerResponse]:
+    body = _body(inputs=_texts(inputs), model=model, variant=variant)
     return Call("POST", "/v1/ner", m.NerResponse.model_validate, body, idempotent=True)
 
 
@@ -86,8 +88,9 @@ def qa(
     context: str | None,
     inputs: Sequence[m.QaItem | Mapping[str, str]] | None,
     model: str | None,
+    variant: str | None,
 ) -> Call[m.QaResponse]:
-    body = _body(question=question, context=context, inputs=inputs, model=model)
+    body = _body(question=question, context=context, inputs=inputs, model=model, variant=variant)
     return Call("POST", "/v1/qa", m.QaResponse.model_validate, body, idempotent=True)
 
 

@@ -54,12 +54,19 @@ class AsyncClient:
 
     # --- the tasks -----------------------------------------------------------------------
     async def classify(
-        self, inputs: str | Sequence[str], *, model: str | None = None, top_k: int | None = None
+        self,
+        inputs: str | Sequence[str],
+        *,
+        model: str | None = None,
+        top_k: int | None = None,
+        variant: str | None = None,
     ) -> m.ClassifyResponse:
-        return await self.send(calls.classify(inputs, model, top_k))
+        return await self.send(calls.classify(inputs, model, top_k, variant))
 
-    async def ner(self, inputs: str | Sequence[str], *, model: str | None = None) -> m.NerResponse:
-        return await self.send(calls.ner(inputs, model))
+    async def ner(
+        self, inputs: str | Sequence[str], *, model: str | None = None, variant: str | None = None
+    ) -> m.NerResponse:
+        return await self.send(calls.ner(inputs, model, variant))
 
     async def qa(
         self,
@@ -68,8 +75,9 @@ class AsyncClient:
         *,
         inputs: Sequence[m.QaItem | Mapping[str, str]] | None = None,
         model: str | None = None,
+        variant: str | None = None,
     ) -> m.QaResponse:
-        return await self.send(calls.qa(question, context, inputs, model))
+        return await self.send(calls.qa(question, context, inputs, model, variant))
 
     async def translate(
         self,

@@ -58,14 +58,21 @@ class Client:
 
     # --- the tasks -----------------------------------------------------------------------
     def classify(
-        self, inputs: str | Sequence[str], *, model: str | None = None, top_k: int | None = None
+        self,
+        inputs: str | Sequence[str],
+        *,
+        model: str | None = None,
+        top_k: int | None = None,
+        variant: str | None = None,
     ) -> m.ClassifyResponse:
         """Labels of one text or a batch (one result per input, in order)."""
-        return self.send(calls.classify(inputs, model, top_k))
+        return self.send(calls.classify(inputs, model, top_k, variant))
 
-    def ner(self, inputs: str | Sequence[str], *, model: str | None = None) -> m.NerResponse:
+    def ner(
+        self, inputs: str | Sequence[str], *, model: str | None = None, variant: str | None = None
+    ) -> m.NerResponse:
         """Named entities with character offsets."""
-        return self.send(calls.ner(inputs, model))
+        return self.send(calls.ner(inputs, model, variant))
 
     def qa(
         self,
@@ -74,9 +81,10 @@ class Client:
         *,
         inputs: Sequence[m.QaItem | Mapping[str, str]] | None = None,
         model: str | None = None,
+        variant: str | None = None,
     ) -> m.QaResponse:
         """The answer span in ``context``; ``inputs`` for several question/context pairs."""
-        return self.send(calls.qa(question, context, inputs, model))
+        return self.send(calls.qa(question, context, inputs, model, variant))
 
     def translate(
         self,

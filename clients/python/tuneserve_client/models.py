@@ -148,6 +148,10 @@ class ClassifyRequest(BaseModel):
     """
     Labels per input, best first.
     """
+    variant: Annotated[Literal["fp32", "int8"] | None, Field(title="Variant")] = None
+    """
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation, even where verification rejected it, to compare.
+    """
 
 
 class Delta(BaseModel):
@@ -606,6 +610,10 @@ class NerRequest(BaseModel):
     """
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
+    variant: Annotated[Literal["fp32", "int8"] | None, Field(title="Variant")] = None
+    """
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation, even where verification rejected it, to compare.
+    """
 
 
 class NerResponse(BaseModel):
@@ -614,6 +622,7 @@ class NerResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[NerOutput], Field(title="Results")]
+    variant: Annotated[Literal["fp32", "int8"], Field(title="Variant")] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 
@@ -705,6 +714,10 @@ class QaRequest(BaseModel):
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
     question: Annotated[Question | None, Field(title="Question")] = None
+    variant: Annotated[Literal["fp32", "int8"] | None, Field(title="Variant")] = None
+    """
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation, even where verification rejected it, to compare.
+    """
 
 
 class QaResponse(BaseModel):
@@ -713,6 +726,7 @@ class QaResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[QaOutput], Field(title="Results")]
+    variant: Annotated[Literal["fp32", "int8"], Field(title="Variant")] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 
@@ -767,6 +781,10 @@ class TranslateRequest(BaseModel):
     """
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
+    variant: Annotated[Literal["fp32", "int8"] | None, Field(title="Variant")] = None
+    """
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation, even where verification rejected it, to compare.
+    """
 
 
 class TranslationOutput(BaseModel):
@@ -804,6 +822,10 @@ class VersionPublic(BaseModel):
     metrics: Annotated[dict[str, Any], Field(title="Metrics")]
     sha256: Annotated[str, Field(title="Sha256")]
     task: Annotated[str, Field(title="Task")]
+    variants: Annotated[dict[str, Any] | None, Field(title="Variants")] = None
+    """
+    Optimised variants verified against fp32 on the validation rows: per variant (int8), serve, reason, metric, fp32, value, agreement, speedup, items. A request gets the one that serves (or fp32); `variant` in the body picks one.
+    """
     version: Annotated[int, Field(title="Version")]
 
 
@@ -900,6 +922,7 @@ class ClassifyResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[ClassificationOutput], Field(title="Results")]
+    variant: Annotated[Literal["fp32", "int8"], Field(title="Variant")] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 
@@ -988,6 +1011,7 @@ class TranslateResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[TranslationOutput], Field(title="Results")]
+    variant: Annotated[Literal["fp32", "int8"], Field(title="Variant")] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 

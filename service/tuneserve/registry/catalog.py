@@ -81,8 +81,12 @@ class Registry:
         metrics: dict[str, Any],
         base_version: int | None = None,
         lineage: dict[str, Any] | None = None,
+        variants: dict[str, Any] | None = None,
     ) -> VersionInfo:
-        """Add the next version (max + 1) of ``name``; versions are never changed afterwards."""
+        """Add the next version (max + 1) of ``name``; versions are never changed afterwards.
+
+        ``variants``: the verdict on each optimised variant, verified before registering.
+        """
         if not _SHA256.fullmatch(sha256):
             raise InvalidRequest("sha256 must be 64 lowercase hex digits", param="sha256")
         with self._transaction() as session:
@@ -102,6 +106,7 @@ class Registry:
                 base_version=base_version,
                 metrics=dict(metrics),
                 lineage=dict(lineage or {}),
+                variants=dict(variants or {}),
                 sha256=sha256,
             )
             session.add(row)

@@ -95,8 +95,8 @@ class VersionRow(Base):
     artifact_uri: Mapped[str] = mapped_column(Text)
     base_version: Mapped[int | None]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Free-form provenance: job id, dataset sha256s, hyperparameters, ...
-    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)  # provenance: job, data, ...
+    variants: Mapped[dict[str, Any]] = mapped_column(default=dict)  # verdict per variant tried
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -30,6 +30,7 @@ class VersionInfo:
     lineage: dict[str, Any]
     base_version: int | None
     created_at: datetime
+    variants: dict[str, Any] = field(default_factory=dict)  # verdict per optimised variant
     aliases: tuple[str, ...] = ()  # the aliases pointing at it (when listed with them)
 
     @property
@@ -69,6 +70,7 @@ def version_info(row: VersionRow, aliases: tuple[str, ...] = ()) -> VersionInfo:
         sha256=row.sha256,
         metrics=dict(row.metrics),
         lineage=dict(row.lineage),
+        variants=dict(row.variants or {}),
         base_version=row.base_version,
         created_at=row.created_at,
         aliases=aliases,

@@ -152,8 +152,8 @@ class Gateway:
         items = spec.items(request, self.limits)
         self.check_texts([spec.text_of(item) for item in items])
         target = await self.resolve(request.model, spec.name)
-        results = await self.predict(target, items)
-        return {"model": target.name, "version": target.version, "results": results}
+        served = await self.predict(target, items, request.variant)
+        return {"model": target.name, "version": target.version} | served
 
     async def resolve(self, model: str | None, task: str) -> Target:
         services = await self.services()
@@ -163,10 +163,13 @@ class Gateway:
         note_served(target.task, target.name, target.version)
         return target
 
-    async def predict(self, target: Target, items: list[BaseModel]) -> list[dict]:
+    async def predict(
+        self, target: Target, items: list[BaseModel], variant: str | None = None
+    ) -> dict[str, Any]:
+        """``{"variant": ..., "results": [...]}`` from the target's task server."""
         with serve_errors_as_ours():
             return await self.servers[target.task].predict.remote(
-                target.name, target.version, items
+                target.name, target.version, items, variant
             )
 
     def chat_stream(self, target: Target, item: BaseModel) -> DeploymentResponseGenerator:

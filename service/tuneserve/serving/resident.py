@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-Key = tuple[str, int]  # (model name, version)
+Key = tuple[str, int, str]  # (model name, version, variant: "fp32", "int8", ...)
 
 
 @dataclass
 class Resident:
     key: Key
-    handler: Any
+    handler: Any  # the variant's own handler (an int8 copy of the weights, say)
     runtime: Any = None  # what the server builds around the handler (batcher, engine)
     metrics: Any = None  # the version's VersionMetrics in a task server
     load_seconds: float = 0.0  # load and warm-up, as measured by whoever loaded it

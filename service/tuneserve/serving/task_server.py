@@ -26,12 +26,15 @@ from tuneserve.registry import connect, refuse_node_local
 from tuneserve.serving.batcher import Batcher, BatchRecord, problems_alone
 from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.chat_streams import StreamSlots
+from tuneserve.serving.packing import by_length, estimated_tokens
 from tuneserve.serving.resident import Key, Resident, ResidentModels
+from tuneserve.serving.variant_keys import VariantKeys, label
 from tuneserve.serving.version_metrics import VersionMetrics
 from tuneserve.settings import TaskServerSettings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.handlers.base import TaskHandler
 from tuneserve.tasks.handlers.lora import AdapterHost
+from tuneserve.tasks.handlers.variants import as_variant
 from tuneserve.telemetry import Recorder
 
 logger = logging.getLogger("tuneserve.task_server")
@@ -43,7 +46,7 @@ class TaskServer:
     def __init__(self, task: str, settings: TaskServerSettings):
         configure_logging()
         refuse_node_local(settings.registry, ray.nodes())
-        torch.set_num_threads(settings.serving.torch_threads)
+        torch.set_num_threads(settings.serving.threads())
         self.task = task
         self.settings = settings
         self.spec = TaskCatalog.load(settings.tasks.modules).get(task)
@@ -70,7 +73,8 @@ class TaskServer:
         # reports ready (``ready``) only when its production versions are loaded and warm
         loop = asyncio.get_running_loop()
         self._connected = loop.create_task(asyncio.to_thread(connect, settings.registry))
-        self._production: dict[str, int] = {}  # model name → production version
+        self._production: dict[str, Key] = {}  # model name → its production's resident key
+        self.keys = VariantKeys(self._connected, self.device)
         self._failed: dict[Key, str] = {}  # versions that could not load, and why
         self._startup = loop.create_task(self._load_production())
         if self.recorder.enabled:
@@ -98,8 +102,8 @@ class TaskServer:
                 version = await asyncio.to_thread(registry.resolve, model.name, None)
             except NotFound:
                 continue  # a model with no production version yet
-            self._production[model.name] = version.version
-        for key in self._production.items():
+            self._production[model.name] = await self.keys.key(model.name, version.version, None)
+        for key in self._production.values():
             self.models.pinned.add(key)
             try:
                 await self.models.get(key)
@@ -108,11 +112,11 @@ class TaskServer:
                 self._failed[key] = f"{type(error).__name__}: {error}"
 
     async def _load(self, key: Key) -> Resident:
-        name, number = key
+        name, number, variant = key
         metrics = VersionMetrics(self.recorder, self.task, name, number)
         started = time.perf_counter()
         try:
-            handler = await self._load_handler(name, number)
+            handler = await self._load_handler(name, number, variant)
         except Exception:
             metrics.load_failed()
             raise
@@ -126,14 +130,14 @@ class TaskServer:
                 metrics,
                 stream_timeout_s=serving.chat_stream_timeout_s,
                 slots=self._stream_slots,
-                name=f"{name}@{number}",
+                name=label(key),
             )
         else:
             runtime = Batcher(
                 lambda items, h=handler: self._predict_batch(h, metrics, items),
                 serving.max_batch_size,
                 serving.batch_wait_timeout_s,
-                on_batch=functools.partial(self._batch_started, f"{name}@{number}", metrics),
+                on_batch=functools.partial(self._batch_started, label(key), metrics),
                 # a failed batch: which requests fail alone (preprocessed one by one)
                 check=lambda requests, h=handler: self._in_model_thread(
                     problems_alone, h.preprocess, requests
@@ -141,54 +145,64 @@ class TaskServer:
             )
         seconds = time.perf_counter() - started
         metrics.loaded(seconds)
-        logger.info("loaded %s@%s", name, number)
+        logger.info("loaded %s", label(key))
         return Resident(key, handler, runtime, metrics, load_seconds=seconds)
 
-    async def _load_handler(self, name: str, number: int) -> TaskHandler:
-        """Read the version's artifact, load it on the model thread and warm it up."""
-        registry, store = await self._connected
-        version = await asyncio.to_thread(registry.get_version, name, number)
+    async def _load_handler(self, name: str, number: int, variant: str) -> TaskHandler:
+        """Read the version's artifact, load it on the model thread as ``variant`` and warm
+        it up."""
+        _, store = await self._connected
+        version = await self.keys.version(name, number)
         path = await asyncio.to_thread(store.verified_path, version.artifact_uri, version.sha256)
         if version.weights_base:  # a LoRA version: its adapter on the shared base
             base = await asyncio.to_thread(store.verified_path, *version.weights_base)
             handler = await self._in_model_thread(self.adapters.add, f"{name}@{number}", base, path)
         else:
             handler = await self._in_model_thread(
-                lambda: self.handler_class.load(path, **self._load_options)
+                lambda: as_variant(self.handler_class.load(path, **self._load_options), variant)
             )
         example = self.spec.Item(**self.spec.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up
         return handler
 
     def _evicted(self, resident: Resident) -> None:
-        resident.metrics.evicted()
+        # another variant of the same version may stay: its series (per version) stays up
+        if not any(other.key[:2] == resident.key[:2] for other in self.models.loaded()):
+            resident.metrics.evicted()
         # on the model thread, after the batches already queued there
-        self._model_thread.submit(self.adapters.release, "{}@{}".format(*resident.key))
+        self._model_thread.submit(self.adapters.release, "{}@{}".format(*resident.key[:2]))
 
     async def _predict_batch(
         self, handler: TaskHandler, metrics: VersionMetrics, items: list
     ) -> list:
+        """Outputs of one batch, in order: its items sorted by length and run in groups of
+        at most ``serving.batch_token_budget`` padded tokens (``packing``)."""
+        lengths = [estimated_tokens(self.spec.text_of(item)) for item in items]
+        groups = by_length(lengths, self.settings.serving.batch_token_budget)
         started = time.perf_counter()
-        outputs, tokens = await self._in_model_thread(handler.predict_counted, items)
+        outputs, tokens = await self._in_model_thread(handler.predict_groups, items, groups)
         metrics.batch_done(time.perf_counter() - started, tokens)
         return outputs
 
     # --- requests ----------------------------------------------------------------------
-    async def predict(self, name: str, version: int, items: list) -> list[dict]:
-        """Outputs for ``items`` (the gateway validated them) from ``name@version``, batched
-        with concurrent calls; as JSON-ready dicts, the form the response is sent in."""
-        resident = await self._resident(name, version, len(items))
+    async def predict(
+        self, name: str, version: int, items: list, variant: str | None = None
+    ) -> dict[str, Any]:
+        """Outputs for ``items`` (the gateway validated them) from ``name@version`` as
+        ``variant`` (None: the one that serves), batched with concurrent calls; as JSON-ready
+        dicts, the form the response is sent in, with the variant that ran them."""
+        resident = await self._resident(name, version, len(items), variant)
         try:
             outputs = await resident.runtime.submit(items)
         except Exception:
             resident.metrics.request(ok=False, items=len(items))
             raise
         resident.metrics.request(ok=True, items=len(items))
-        return [output.model_dump() for output in outputs]
+        return {"variant": resident.key[2], "results": [output.model_dump() for output in outputs]}
 
     async def chat(self, name: str, version: int, item) -> AsyncIterator[dict]:
         """Stream one chat completion: a dict per step, usage counts on the last one."""
-        resident = await self._resident(name, version, 1)
+        resident = await self._resident(name, version, 1, None)
         ok = False
         try:
             engine: ChatEngine = resident.runtime
@@ -201,10 +215,10 @@ class TaskServer:
         finally:  # a client that went away before the end counts as an error too
             resident.metrics.request(ok=ok)
 
-    async def _resident(self, name: str, version: int, items: int) -> Resident:
+    async def _resident(self, name: str, version: int, items: int, variant: str | None) -> Resident:
         """The loaded version; a request for one that cannot load is counted as failed."""
         try:
-            return await self.models.get((name, version))
+            return await self.models.get(await self.keys.key(name, version, variant))
         except Exception:
             VersionMetrics(self.recorder, self.task, name, version).request(False, items)
             raise
@@ -212,7 +226,7 @@ class TaskServer:
     # --- control plane -----------------------------------------------------------------
     async def load_version(self, name: str, version: int) -> dict:
         """Load and warm ``name@version`` here (a promotion's first phase); pins it."""
-        key = (name, version)
+        key = await self.keys.key(name, version, None)
         self.models.pinned.add(key)
         resident = await self.models.get(key)
         replica = serve.get_replica_context().replica_id.unique_id
@@ -220,14 +234,15 @@ class TaskServer:
             "replica_id": replica,
             "model": name,
             "version": version,
+            "variant": key[2],
             "load_seconds": resident.load_seconds,
         }
 
     async def set_pins(self, name: str, versions: list[int]) -> list[int]:
         """Keep exactly ``versions`` of ``name`` pinned (production and the previous one)."""
-        self.models.pinned = {k for k in self.models.pinned if k[0] != name}
-        self.models.pinned |= {(name, v) for v in versions}
-        self._production[name] = versions[0]
+        keys = [await self.keys.key(name, v, None) for v in versions]
+        self.models.pinned = {k for k in self.models.pinned if k[0] != name} | set(keys)
+        self._production[name] = keys[0]
         return sorted(versions)
 
     async def ready(self) -> dict:
@@ -250,30 +265,30 @@ class TaskServer:
             return [f"a production version of a {self.task} model (none is registered)"]
         loaded = {resident.key for resident in self.models.loaded()}
         return [
-            f"{name}@{version} ({self._failed.get((name, version), 'loading')})"
-            for name, version in sorted(self._production.items())
-            if (name, version) not in loaded
+            f"{label(key)} ({self._failed.get(key, 'loading')})"
+            for _, key in sorted(self._production.items())
+            if key not in loaded
         ]
 
-    def _batch_started(self, label: str, metrics: VersionMetrics, record: BatchRecord) -> None:
+    def _batch_started(self, version: str, metrics: VersionMetrics, record: BatchRecord) -> None:
         metrics.batch_started(record)
-        self._batches.append((label, record))
+        self._batches.append((version, record))
 
     async def info(self) -> dict:
         """Replica id, resident versions and recent batch shapes (tests, debugging)."""
         context = serve.get_replica_context()
         batches: dict[str, list[list[int]]] = {}
-        for label, record in self._batches:
-            batches.setdefault(label, []).append([record.items, record.requests, record.seq])
+        for name, record in self._batches:
+            batches.setdefault(name, []).append([record.items, record.requests, record.seq])
         chat = {
-            "{}@{}".format(*resident.key): vars(resident.runtime.stats)
+            label(resident.key): vars(resident.runtime.stats)
             for resident in self.models.loaded()
             if not isinstance(resident.runtime, Batcher)
         }
         return {
             "replica_id": context.replica_id.unique_id,
             "node_id": ray.get_runtime_context().get_node_id(),
-            "resident": ["{}@{}".format(*resident.key) for resident in self.models.loaded()],
+            "resident": [label(resident.key) for resident in self.models.loaded()],
             "batches": batches,
             "chat": chat,
             "adapter_bases": self.adapters.bases(),

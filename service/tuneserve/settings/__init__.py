@@ -23,6 +23,7 @@ from tuneserve.settings.sections import (
     ServingSettings,
     TaskSettings,
     TelemetrySettings,
+    VariantSettings,
     ZooProfile,
     ZooSettings,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "TelemetrySettings",
     "TenantQuotas",
     "TrainingSettings",
+    "VariantSettings",
     "ZooProfile",
     "ZooSettings",
 ]

@@ -7,6 +7,7 @@ part travels with it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,40 @@ class RegistrySettings(Section):
     )
 
 
+class VariantSettings(Section):
+    """Optimised variants of a version, verified against its fp32 weights before they serve
+    (``TUNESERVE_TASKS__VARIANTS__*``)."""
+
+    kinds: list[Literal["int8"]] = Field(
+        default_factory=lambda: ["int8"],
+        description="Variants built and verified when a version is registered: 'int8' is "
+        "dynamic quantisation of the linear layers (CPU). Empty: every version serves fp32.",
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: ["classification", "ner", "qa"],
+        description="Tasks whose versions get variants (encoders; generation is left fp32).",
+    )
+    tolerance_points: float = Field(
+        default=0.5,
+        ge=0,
+        description="How far (in points, 0.5 = 0.005 of a 0-1 metric) the variant's primary "
+        "metric may fall below fp32's on the validation rows and still serve.",
+    )
+    min_agreement: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="Share of validation items whose outputs (labels, spans, entities: every "
+        "field but the scores) must equal fp32's.",
+    )
+    min_speedup: float = Field(
+        default=1.1,
+        ge=0,
+        description="How much faster than fp32 the variant must predict the validation rows "
+        "to be worth serving.",
+    )
+
+
 class TaskSettings(Section):
     """Which tasks exist and how each behaves (``TUNESERVE_TASKS__*``)."""
 
@@ -62,6 +97,7 @@ class TaskSettings(Section):
         default_factory=dict,
         description="Model a task serves when a request names none; default: the task's own.",
     )
+    variants: VariantSettings = Field(default_factory=VariantSettings)
 
 
 class ServingSettings(Section):
@@ -77,7 +113,17 @@ class ServingSettings(Section):
     served_tasks: list[str] | None = Field(
         default=None, description="Tasks to serve (one TaskServer each); default: all."
     )
-    max_batch_size: int = Field(default=32, ge=1, description="Items per model batch.")
+    max_batch_size: int = Field(
+        default=32,
+        ge=1,
+        description="Items a replica takes from its queue at once (then packed by length).",
+    )
+    batch_token_budget: int = Field(
+        default=512,
+        ge=1,
+        description="What is taken is sorted by length and cut into model batches of at most "
+        "this many padded tokens (estimated from characters); bench/batching.py chose it.",
+    )
     batch_wait_timeout_s: float = Field(
         default=0.0,
         ge=0,
@@ -116,7 +162,13 @@ class ServingSettings(Section):
         description="Chat streams one replica holds at once (decoding or waiting for a "
         "place in the batch); one more is refused with 503 and Retry-After.",
     )
-    torch_threads: int = Field(default=1, gt=0, description="torch threads per replica.")
+    torch_threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="torch threads per task-server replica; default: the cores the replica's "
+        "process may run on. Only one batch runs at a time per replica, and a request's "
+        "latency is one forward, so a lone replica on a small machine should use every core.",
+    )
     task_server: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Every TaskServer deployment."
     )
@@ -128,6 +180,10 @@ class ServingSettings(Section):
         default_factory=lambda: DeploymentOptions(num_cpus=0.05, max_ongoing_requests=256),
         description="The HTTP gateway deployment.",
     )
+
+    def threads(self) -> int:
+        """torch threads of a task-server replica: the setting, or this process's cores."""
+        return self.torch_threads or len(os.sched_getaffinity(0))
 
     def task_server_options(self, task: str) -> DeploymentOptions:
         """The TaskServer options of one task: the shared ones plus its overrides."""

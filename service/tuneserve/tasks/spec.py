@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,18 +32,32 @@ ModelRefField = Annotated[
 BASE_ENCODER = "encoder"
 
 
+# The forms a version can run in (tasks.handlers.variants builds them): fp32 as trained, int8
+# dynamic quantisation of its linear layers.
+Variant = Literal["fp32", "int8"]
+
+
 class TaskRequest(BaseModel):
     """Every task route's body: an optional model reference plus the task's own fields."""
 
     model_config = ConfigDict(extra="forbid")
     model: ModelRefField = None
+    variant: Variant | None = Field(
+        default=None,
+        description="The form of the version to run. Omitted: the one verified to serve "
+        "(an optimised variant that passed verification, else fp32; see the version's "
+        "`variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation, even "
+        "where verification rejected it, to compare.",
+    )
 
 
 class ServedBy(BaseModel):
-    """Every task response names the model and the concrete version that served it."""
+    """Every task response names the model, the concrete version and the variant that
+    served it."""
 
     model: str
     version: int
+    variant: Variant = "fp32"
 
 
 class NoOptions(BaseModel):

@@ -11,6 +11,7 @@ import ray
 from tuneserve.api.fine_tuning import Promotion
 from tuneserve.errors import InvalidRequest
 from tuneserve.settings import RegistrySettings, TaskSettings
+from tuneserve.settings.sections import VariantSettings
 from tuneserve.tasks.spec import TaskSpec
 
 
@@ -35,12 +36,21 @@ def evaluate_model(
     max_length: int,
     options: Any = None,
     base: Path | None = None,
-) -> dict[str, Any]:
-    """The task's metrics of the model in ``path`` (an adapter on ``base``) on ``rows``."""
+    variants: VariantSettings | None = None,
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The task's metrics of the model in ``path`` (an adapter on ``base``) on ``rows``, and
+    (``variants`` given) the verdict on each optimised variant of it, on the same rows.
+
+    LoRA versions get no variants: they serve on a base shared with other versions.
+    """
     from tuneserve.tasks.handlers.lora import open_version  # torch and PEFT: workers only
+    from tuneserve.tasks.handlers.variants import verify
 
     handler = open_version(spec.handler_class(), path, base, max_length=max_length, options=options)
-    return handler.evaluate([spec.Row(**row) for row in rows])
+    typed = [spec.Row(**row) for row in rows]
+    if variants is None or base is not None:
+        return handler.evaluate(typed), {}
+    return verify(handler, typed, variants)
 
 
 @ray.remote(num_cpus=1)
@@ -51,7 +61,8 @@ def evaluate_both(
     validation_uri: str,
     max_length: int,
 ) -> dict[str, dict]:
-    """Each labelled model on the same rows, in a task that reserves the CPU it uses.
+    """Each labelled model on the same rows, in a task that reserves the CPU it uses; the
+    candidate's optimised variants too, under ``"variants"`` (a verdict each).
 
     ``sections``: the registry and task settings and the torch threads, all it reads.
     """
@@ -67,17 +78,20 @@ def evaluate_both(
     options = spec.options(tasks.options.get(task))
     _, store = connect(registry_settings)
     rows = rows_of(store.local_file(validation_uri))
-    return {
-        label: evaluate_model(
+    scores: dict[str, dict] = {}
+    for label, (uri, base) in models.items():
+        scores[label], variants = evaluate_model(
             spec,
             store.local_path(uri),
             rows,
             max_length,
             options,
             store.local_path(base) if base else None,
+            tasks.variants if label == "candidate" else None,
         )
-        for label, (uri, base) in models.items()
-    }
+        if label == "candidate":
+            scores["variants"] = variants
+    return scores
 
 
 def decide(
@@ -107,3 +121,13 @@ def decide(
         f"{promotion.min_delta} (difference {gain:+.4f})"
     )
     return GateDecision(passed, metric, new, old, promotion.min_delta, reason)
+
+
+def variants_summary(variants: dict[str, dict]) -> str:
+    """One line per verdict: ``int8 serves (1.7x, agreement 99.6%)`` or why it does not."""
+    return "; ".join(
+        f"{kind} serves ({v['speedup']}x, agreement {v['agreement']:.1%})"
+        if v["serve"]
+        else f"{kind} does not serve: {v['reason']}"
+        for kind, v in variants.items()
+    )

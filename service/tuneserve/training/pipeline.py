@@ -27,7 +27,7 @@ from tuneserve.registry.refs import CANDIDATE, ModelRef
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.context import RUN_STATES, JobContext, Promoter
 from tuneserve.training.dataset import split
-from tuneserve.training.evaluate import GateDecision, decide
+from tuneserve.training.evaluate import GateDecision, decide, variants_summary
 from tuneserve.training.loop import STATE_DIR
 from tuneserve.training.lora_lineage import adapter_lineage, runs_on
 from tuneserve.training.trainer import (
@@ -108,10 +108,11 @@ def _evaluate_and_promote(job: JobInfo, plan: Plan, outcome: TrainOutcome, ctx: 
         return
     spec = ctx.catalog.get(job.task)
     decision = decide(spec, promotion, scores["candidate"], scores.get("production"))
-    ctx.jobs.add_event(job.id, f"evaluated: {decision.reason}", data=scores)
+    evaluated = {label: scores[label] for label in models}  # the variants come with the version
+    ctx.jobs.add_event(job.id, f"evaluated: {decision.reason}", data=evaluated)
     if _stop_if_cancelled(job, ctx, "after evaluation, before a version was registered"):
         return
-    version = _register(job, plan.config, candidate_uri, scores["candidate"], ctx)
+    version = _register(job, plan.config, candidate_uri, scores, ctx)
     if _stop_if_cancelled(job, ctx, f"after registering version {version}, before the gate"):
         return
     production_version = production.version if production is not None else None
@@ -223,10 +224,11 @@ def _record_training(job: JobInfo, outcome: TrainOutcome, jobs: JobStore) -> Non
             jobs.add_checkpoint(job.id, metrics["epoch"], metrics["step"], uri, metrics)
 
 
-def _register(
-    job: JobInfo, config: TrainingConfig, uri: str, metrics: dict, ctx: JobContext
-) -> int:
-    """The candidate as a new immutable version with its lineage, aliased ``candidate``."""
+def _register(job: JobInfo, config: TrainingConfig, uri: str, scores: dict, ctx: JobContext) -> int:
+    """The candidate as a new immutable version with its lineage, its metrics and the
+    verdicts on its variants (logged as an event too), aliased ``candidate``."""
+    if variants := scores.get("variants"):
+        ctx.jobs.add_event(job.id, "variants: " + variants_summary(variants), data=variants)
     files = {
         param: {"id": file_id, "sha256": ctx.jobs.get_file(file_id).sha256}
         for param, file_id in (
@@ -254,9 +256,10 @@ def _register(
         target,
         artifact_uri=uri,
         sha256=weights_sha256(ctx.store.local_path(uri)),
-        metrics=metrics,
+        metrics=scores["candidate"],
         base_version=job.base_version if target == job.model else None,
         lineage=lineage,
+        variants=scores.get("variants"),
     ).version
     current = ctx.registry.aliases(target).get(CANDIDATE)
     ctx.registry.move_alias(target, CANDIDATE, version, current, reason=f"job {job.id}")

@@ -48,6 +48,7 @@ def register_starter_model(
         sha256=sha256,
         metrics=report.metrics,
         lineage={"source": "zoo", "profile": report.profile, "fingerprint": report.fingerprint},
+        variants=report.variants,
     )
     registry.move_alias(report.name, PRODUCTION, version.version, None, reason="starter model")
     return Registration(report.name, version.version, "registered")

@@ -159,10 +159,30 @@ class TaskHandler(ABC, Generic[ItemT, RowT, OutputT]):
             raise RuntimeError(f"{self.spec.name}: {len(results)} outputs for {len(items)} inputs")
         return results, self.count_tokens(batch, outputs)
 
+    def predict_groups(
+        self, items: Sequence[ItemT], groups: list[list[int]]
+    ) -> tuple[list[OutputT], TokenCounts]:
+        """``predict_counted`` over ``items`` one group of indices at a time (a batch cut by
+        length), the outputs back in the items' order and the tokens summed."""
+        outputs: list[Any] = [None] * len(items)
+        read = written = 0
+        for group in groups:
+            results, tokens = self.predict_counted([items[i] for i in group])
+            read, written = read + tokens.input, written + tokens.output
+            for index, result in zip(group, results, strict=True):
+                outputs[index] = result
+        return outputs, TokenCounts(read, written)
+
     def count_tokens(self, batch: Batch, outputs: Any) -> TokenCounts:
         """Tokens the model read, padding excluded; generating tasks add what they wrote."""
         mask = batch.inputs.get("attention_mask")
         return TokenCounts(input=int(mask.sum()) if mask is not None else 0)
+
+    def items_of(self, rows: Sequence[RowT]) -> list[ItemT]:
+        """The request items that ask for what ``rows`` label (a variant's outputs are
+        compared with fp32's on them): by default, the fields a row shares with the item."""
+        fields = set(self.spec.Item.model_fields)
+        return [self.spec.Item(**row.model_dump(include=fields)) for row in rows]
 
     def predict_in_chunks(self, items: Sequence[ItemT], batch_size: int) -> list[OutputT]:
         """``predict`` over a long list, ``batch_size`` items at a time (used by evaluate)."""

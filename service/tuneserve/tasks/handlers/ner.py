@@ -105,6 +105,9 @@ class NerHandler(TaskHandler[NerItem, NerRow, NerOutput]):
             self.tokenizer, label_pad_token_id=IGNORED, return_tensors="pt"
         )
 
+    def items_of(self, rows: Sequence[NerRow]) -> list[NerItem]:
+        return [NerItem(text=" ".join(row.tokens)) for row in rows]
+
     def evaluate(self, rows: Sequence[NerRow], *, batch_size: int = 32) -> dict[str, Any]:
         """Entity-level precision, recall and F1 (seqeval, strict IOB2) over the rows' words."""
         predicted: list[list[str]] = []

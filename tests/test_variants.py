@@ -1,0 +1,95 @@
+"""Optimised variants: built from fp32, verified on held-out rows, served only if they pass,
+and selectable per request so that a user can compare."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import production_copy
+from tuneserve.registry import connect
+from tuneserve.settings import VariantSettings
+from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
+from tuneserve.tasks.handlers.variants import as_variant, fingerprint, served_variant, verify
+from tuneserve.zoo.recipes import RECIPES
+
+
+def _linears(model: torch.nn.Module) -> list[str]:
+    return sorted({type(m).__module__ for m in model.modules() if "Linear" in type(m).__name__})
+
+
+@pytest.fixture(scope="module")
+def heldout() -> list[ClassificationRow]:
+    rows = RECIPES["sentiment"].data.generate("heldout", 120, seed=5)
+    return [ClassificationRow(**row) for row in rows]
+
+
+def test_int8_is_a_quantised_copy_and_leaves_fp32_as_it_was(load_handler):
+    fp32 = load_handler("sentiment")
+    int8 = as_variant(fp32, "int8")
+    assert any("quantized" in name for name in _linears(int8.model))
+    assert not any("quantized" in name for name in _linears(fp32.model))
+    items = [ClassificationItem(text=t) for t in ("A wonderful film.", "Dull and far too long.")]
+    assert [o.label for o in int8.predict(items)] == [o.label for o in fp32.predict(items)]
+
+
+def test_verify_scores_fp32_and_each_variant_on_the_same_rows(load_handler, heldout):
+    handler = load_handler("sentiment")
+    metrics, verdicts = verify(handler, heldout, VariantSettings(min_speedup=0))
+    assert metrics == handler.evaluate(heldout)  # fp32's own metrics, unchanged
+    verdict = verdicts["int8"]
+    assert verdict["items"] == len(heldout) and verdict["metric"] == "accuracy"
+    assert verdict["fp32"] == metrics["accuracy"]
+    assert verdict["agreement"] >= 0.99 and verdict["serve"], verdict
+    assert served_variant(verdicts) == "int8"
+
+
+def test_a_variant_that_misses_a_threshold_does_not_serve_and_says_why(load_handler, heldout):
+    strict = VariantSettings(min_speedup=1000.0, min_agreement=1.0)
+    _, verdicts = verify(load_handler("sentiment"), heldout, strict)
+    verdict = verdicts["int8"]
+    assert not verdict["serve"] and "fp32's speed (at least 1000.0x)" in verdict["reason"]
+    assert served_variant(verdicts) == "fp32"
+
+
+def test_tasks_without_variants_get_none(load_handler):
+    translation = load_handler("translate-en-de")
+    rows = RECIPES["translate-en-de"].data.generate("heldout", 4, seed=5)
+    spec = translation.spec
+    metrics, verdicts = verify(translation, [spec.Row(**r) for r in rows], VariantSettings())
+    assert verdicts == {} and metrics
+
+
+def test_starter_builds_record_their_verdicts(starter_models, zoo_settings):
+    """Verdicts from other thresholds or another builder's code (or none: a build from before
+    variants) are reached again for the cached model, in seconds, without a rebuild."""
+    assert set(starter_models["sentiment"].variants) == {"int8"}
+    assert starter_models["chat"].variants == {}
+    expected = fingerprint(zoo_settings.tasks.variants)
+    assert {report.variants_fingerprint for report in starter_models.values()} == {expected}
+    assert fingerprint(VariantSettings(min_agreement=0.5)) != expected
+
+
+# --- served ----------------------------------------------------------------------------
+def test_a_request_gets_the_verified_variant_or_the_one_it_names(
+    ready_service, http, service_settings
+):
+    model = production_copy(service_settings, "sentiment", "variant-sentiment", "classification")
+    registry, _ = connect(service_settings.registry)
+    verdicts = registry.get_version(model, 1).variants
+    registry.engine.dispose()
+    texts = ["A wonderful film.", "Dull and far too long.", "I loved every minute."]
+    served, fp32, int8 = (
+        http.post("/v1/classify", json={"inputs": texts, "model": model} | variant).json()
+        for variant in ({}, {"variant": "fp32"}, {"variant": "int8"})
+    )
+    assert served["variant"] == served_variant(verdicts)
+    assert fp32["variant"] == "fp32" and int8["variant"] == "int8"
+    assert [r["label"] for r in int8["results"]] == [r["label"] for r in fp32["results"]]
+    listed = http.get(f"/v1/models/{model}/versions").json()["data"]
+    assert listed[0]["variants"] == verdicts and "int8" in verdicts
+
+
+def test_an_unknown_variant_is_a_422_naming_the_field(ready_service, http):
+    refused = http.post("/v1/classify", json={"inputs": "Fine.", "variant": "fp8"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["param"] == "variant"
