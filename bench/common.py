@@ -84,14 +84,26 @@ def post_json(client: httpx.AsyncClient, path: str, body_of: Callable[[int], dic
 def review_sentences(n: int, seed: int = 7) -> list[str]:
     """Real SST-2 sentences when TUNESERVE_SHARED_DATA has them, else generated ones of
     similar length (one to three generated review sentences, 5–45 words)."""
-    shared = os.environ.get("TUNESERVE_SHARED_DATA")
-    path = Path(shared or "../shared/data") / "classification" / "sst2_glue_train.tsv"
+    labelled = sst2_rows(n, seed)
+    if labelled is not None:
+        return [text for text, _ in labelled]
     rng = random.Random(seed)
-    if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()[1:]
-        return [rng.choice(lines).split("\t")[0] for _ in range(n)]
     pool = [row["text"] for row in sentiment.generate("train", 2000, seed)]
     return [" ".join(rng.sample(pool, rng.randint(1, 3))) for _ in range(n)]
+
+
+def sst2_rows(n: int, seed: int = 7) -> list[tuple[str, str]] | None:
+    """``n`` SST-2 sentences with their labels (negative / positive), drawn with replacement;
+    None when ../shared/data (or TUNESERVE_SHARED_DATA) is absent. The starter never trained
+    on SST-2: this is real text it never saw."""
+    shared = os.environ.get("TUNESERVE_SHARED_DATA")
+    path = Path(shared or "../shared/data") / "classification" / "sst2_glue_train.tsv"
+    if not path.is_file():
+        return None
+    rng = random.Random(seed)
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    picked = [rng.choice(lines).split("\t") for _ in range(n)]
+    return [(text, ("negative", "positive")[int(label)]) for text, label in picked]
 
 
 def free_port() -> int:

@@ -1,11 +1,14 @@
 """Serving benchmark: ``python -m bench.serving`` (``make bench``).
 
-Sentiment (the full-profile MiniLM starter model) over HTTP at concurrency 1, 8 and 32:
-tuneserve against (a) the raw in-process batched forward, the ceiling, (b) a naive
-FastAPI + transformers server doing one forward per request, (c) a plain Ray Serve
-deployment with ``@serve.batch`` — all in one run, every contender with the same torch
-thread count. Then chat tokens/s over 1 and 8 concurrent streams against sequential
-in-process generation.
+Sentiment (the full-profile MiniLM starter model) at concurrency 1, 8 and 32, all in one
+run: the raw in-process batched forward in fp32 (the reference) and as the int8 variant,
+a naive FastAPI + transformers server doing one forward per request, a plain Ray Serve
+deployment with ``@serve.batch``, and tuneserve at its defaults, asked for fp32 and for the
+variant it serves. Every contender runs with torch's default threads (the machine's cores)
+unless ``--threads`` says otherwise; tuneserve with its own default (the replica's cores).
+With ../shared/data, the accuracy of fp32 and int8 on SST-2 sentences the model never saw.
+Then chat: tokens/s and time to first token over 1, 8 and 32 concurrent streams, against
+sequential in-process generation.
 """
 
 from __future__ import annotations
@@ -24,19 +27,22 @@ import torch
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
 from tuneserve.tasks.chat import ChatItem
-from tuneserve.tasks.classification import ClassificationItem
+from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
 from tuneserve.tasks.handlers.chat import ChatHandler
 from tuneserve.tasks.handlers.classification import ClassificationHandler
+from tuneserve.tasks.handlers.variants import as_variant
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
 
 from bench.common import (
     console,
     free_port,
+    percentile,
     post_json,
     print_table,
     review_sentences,
     run_load,
+    sst2_rows,
     wait_http,
     wait_ready,
     write_results,
@@ -44,9 +50,11 @@ from bench.common import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [(1, 60), (8, 200), (32, 320)]  # (concurrency, requests)
+STREAMS = (1, 8, 32)  # concurrent chat streams
+FP32 = {"variant": "fp32"}
 
 
-def bench_settings(threads: int, profile: str) -> Settings:
+def bench_settings(threads: int | None, profile: str) -> Settings:
     data_dir = ROOT / ".tuneserve" / "bench"
     return Settings(
         data_dir=data_dir,
@@ -71,10 +79,8 @@ def bench_settings(threads: int, profile: str) -> Settings:
     )
 
 
-def raw_forward(model_dir: Path, sentences: list[str], threads: int) -> dict:
-    """The ceiling: batches of 32 straight through the handler, and single-item latency."""
-    torch.set_num_threads(threads)
-    handler = ClassificationHandler.load(model_dir)
+def raw_forward(handler: ClassificationHandler, sentences: list[str]) -> dict:
+    """The reference: batches of 32 straight through the handler, and single-item latency."""
     items = [ClassificationItem(text=s) for s in sentences]
     handler.predict(items[:32])
     started = time.perf_counter()
@@ -86,6 +92,19 @@ def raw_forward(model_dir: Path, sentences: list[str], threads: int) -> dict:
         handler.predict([item])
         singles.append(time.perf_counter() - t)
     return {"seq_per_s": batched, "single_ms": 1000 * sorted(singles)[len(singles) // 2]}
+
+
+def raw_variants(model_dir: Path, sentences: list[str], labelled) -> dict[str, dict]:
+    """fp32 and int8 in-process: speed, and accuracy on labelled SST-2 rows when present."""
+    fp32 = ClassificationHandler.load(model_dir)
+    results = {}
+    for kind in ("fp32", "int8"):
+        handler = as_variant(fp32, kind)
+        results[kind] = raw_forward(handler, sentences)
+        if labelled:
+            rows = [ClassificationRow(text=text, label=label) for text, label in labelled]
+            results[kind]["accuracy"] = handler.evaluate(rows)["accuracy"]
+    return results
 
 
 async def load_levels(name: str, url: str, path: str, body_of) -> list:
@@ -102,8 +121,9 @@ async def load_levels(name: str, url: str, path: str, body_of) -> list:
     return results
 
 
-async def chat_tokens_per_s(url: str, streams: int, max_tokens: int) -> float:
-    """Aggregate streamed tokens/s over ``streams`` concurrent chat completions."""
+async def chat_streams(url: str, streams: int, max_tokens: int) -> dict:
+    """Aggregate streamed tokens/s over ``streams`` concurrent chat completions, and the
+    time each waited for its first token."""
     body = {
         "messages": [{"role": "user", "content": "What is the capital of France?"}],
         "max_tokens": max_tokens,
@@ -112,24 +132,32 @@ async def chat_tokens_per_s(url: str, streams: int, max_tokens: int) -> float:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    first_token_s: list[float] = []
 
     async def one(client: httpx.AsyncClient) -> int:
-        tokens = 0
+        tokens, started, first = 0, time.perf_counter(), None
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             async for line in response.aiter_lines():
+                if first is None and '"content"' in line:
+                    first = time.perf_counter() - started
                 if line.startswith("data: {") and '"usage"' in line:
                     tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+        first_token_s.append(first or 0.0)
         return tokens
 
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await one(client)
+        first_token_s.clear()
         started = time.perf_counter()
         counts = await asyncio.gather(*(one(client) for _ in range(streams)))
-    return sum(counts) / (time.perf_counter() - started)
+    return {
+        "tokens_per_s": sum(counts) / (time.perf_counter() - started),
+        "ttft_p50_ms": 1000 * percentile(first_token_s, 0.5),
+        "ttft_p99_ms": 1000 * percentile(first_token_s, 0.99),
+    }
 
 
-def sequential_generate(model_dir: Path, streams: int, max_tokens: int, threads: int) -> float:
-    torch.set_num_threads(threads)
+def sequential_generate(model_dir: Path, streams: int, max_tokens: int) -> float:
     handler = ChatHandler.load(model_dir, max_length=512)
     item = ChatItem(
         messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -168,16 +196,18 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
     url = local.start(settings)
     try:
         wait_ready(url)
-        ours = asyncio.run(
-            load_levels(
-                "tuneserve",
-                url,
-                "/v1/classify",
-                lambda i: {"inputs": sentences[i % len(sentences)], "model": "sentiment"},
-            )
-        )
+        text = lambda i: {"inputs": sentences[i % len(sentences)], "model": "sentiment"}  # noqa: E731
+        served_as = httpx.post(f"{url}/v1/classify", json=text(0), timeout=60).json()["variant"]
+        ours = {
+            "fp32": asyncio.run(
+                load_levels("tuneserve fp32", url, "/v1/classify", lambda i: text(i) | FP32)
+            ),
+            served_as: asyncio.run(
+                load_levels(f"tuneserve ({served_as}, served)", url, "/v1/classify", text)
+            ),
+        }
         serve.run(
-            PlainClassifier.bind(str(model_dirs["sentiment"]), settings.serving.torch_threads),
+            PlainClassifier.bind(str(model_dirs["sentiment"]), torch.get_num_threads()),
             name="plain",
             route_prefix="/plain",
             blocking=False,
@@ -191,85 +221,122 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
             )
         )
         serve.delete("plain")
-        chat = {n: asyncio.run(chat_tokens_per_s(url, n, args.chat_tokens)) for n in (1, 8)}
+        chat = {n: asyncio.run(chat_streams(url, n, args.chat_tokens)) for n in STREAMS}
     finally:
         local.stop()
-    return {"ours": ours, "plain": plain, "chat": chat}
+    return {"ours": ours, "served_as": served_as, "plain": plain, "chat": chat}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, every contender")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads, every contender (default: "
+        "torch's own for the baselines, tuneserve's own default for it)",
+    )
     parser.add_argument("--profile", default="full", choices=["full", "tiny"])
-    parser.add_argument("--chat-tokens", type=int, default=200)
+    parser.add_argument("--chat-tokens", type=int, default=64)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     settings = bench_settings(args.threads, args.profile)
     registry, store = connect(settings.registry)
     for report in build_all(settings, ["sentiment", "chat"]):
         register_starter_model(report, settings, registry, store)
     model_dirs = {name: settings.zoo.dir / name for name in ("sentiment", "chat")}
     sentences = review_sentences(400)
+    labelled = sst2_rows(2000, seed=11)
     words = sum(len(s.split()) for s in sentences) / len(sentences)
     console.print(
-        f"{len(sentences)} sentences, {words:.1f} words on average; "
-        f"torch threads {args.threads} for every contender"
+        f"{len(sentences)} sentences, {words:.1f} words on average; torch threads {threads} "
+        f"for the baselines, tuneserve {settings.serving.threads()} per replica"
     )
 
-    raw = raw_forward(model_dirs["sentiment"], sentences, args.threads)
-    naive = run_naive(model_dirs["sentiment"], args.threads, sentences)
+    raw = raw_variants(model_dirs["sentiment"], sentences, labelled)
+    naive = run_naive(model_dirs["sentiment"], threads, sentences)
     served = run_ray(settings, model_dirs, sentences, args)
-    sequential = sequential_generate(model_dirs["chat"], 8, args.chat_tokens, args.threads)
+    sequential = sequential_generate(model_dirs["chat"], 4, args.chat_tokens)
 
+    reference = raw["fp32"]["seq_per_s"]
+    accuracy = {kind: raw[kind].get("accuracy", "-") for kind in raw}
     rows = [
-        ["raw batched forward", args.threads, "-", raw["seq_per_s"], 1.0, raw["single_ms"], "-", 0]
+        [
+            f"raw batched forward {kind}",
+            "-",
+            r["seq_per_s"],
+            r["seq_per_s"] / reference,
+            r["single_ms"],
+            "-",
+            0,
+            accuracy[kind],
+        ]
+        for kind, r in raw.items()
     ]
-    for result in naive + served["plain"] + served["ours"]:
+    ours = [(kind, result) for kind, results in served["ours"].items() for result in results]
+    contenders = [("fp32", r) for r in naive + served["plain"]] + ours
+    for kind, result in contenders:
         rows.append(
             [
                 result.contender,
-                args.threads,
                 result.concurrency,
                 result.throughput,
-                result.throughput / raw["seq_per_s"],
+                result.throughput / reference,
                 result.p50_ms,
                 result.p99_ms,
                 result.failed,
+                accuracy.get(kind, "-"),
             ]
         )
     print_table(
-        "sentiment over HTTP (throughput in requests/s; raw: sequences/s)",
+        "sentiment (throughput in requests/s; raw: sequences/s; accuracy on SST-2 rows)",
         [
             "contender",
-            "threads",
             "concurrency",
             "throughput",
-            "÷ raw",
+            "÷ raw fp32",
             "p50 ms",
             "p99 ms",
             "failed",
+            "accuracy",
         ],
         rows,
     )
-    chat_rows = [["sequential generate (in-process)", 1, sequential, 1.0]] + [
-        [f"tuneserve, {n} concurrent streams", n, tps, tps / served["chat"][1]]
-        for n, tps in served["chat"].items()
+    one_stream = served["chat"][1]["tokens_per_s"]
+    chat_rows = [
+        ["sequential generate (in-process)", 1, sequential, sequential / one_stream, "-", "-"]
+    ] + [
+        [
+            f"tuneserve, {n} concurrent streams",
+            n,
+            r["tokens_per_s"],
+            r["tokens_per_s"] / one_stream,
+            r["ttft_p50_ms"],
+            r["ttft_p99_ms"],
+        ]
+        for n, r in served["chat"].items()
     ]
     print_table(
         f"chat tokens/s ({args.chat_tokens} tokens per stream)",
-        ["contender", "streams", "tokens/s", "÷ one stream"],
+        ["contender", "streams", "tokens/s", "÷ one stream", "TTFT p50 ms", "TTFT p99 ms"],
         chat_rows,
     )
     path = write_results(
         "serving",
         {
-            "threads": args.threads,
+            "threads": threads,
+            "tuneserve_threads": settings.serving.threads(),
             "profile": args.profile,
             "mean_words": words,
+            "sst2_rows": len(labelled or []),
             "raw": raw,
             "naive": naive,
             "plain": served["plain"],
             "ours": served["ours"],
-            "chat": {"sequential_tokens_per_s": sequential, "streams_tokens_per_s": served["chat"]},
+            "served_variant": served["served_as"],
+            "chat": {"sequential_tokens_per_s": sequential, "streams": served["chat"]},
         },
     )
     console.print(f"wrote {path}")
