@@ -3,8 +3,8 @@
 Sentiment (the full-profile MiniLM starter model) at concurrency 1, 8 and 32, all in one
 run: the raw in-process batched forward in fp32 (the reference) and as the int8 variant,
 a naive FastAPI + transformers server doing one forward per request, a plain Ray Serve
-deployment with ``@serve.batch``, and tuneserve at its defaults, asked for fp32 and for the
-variant it serves. Every contender runs with torch's default threads (the machine's cores)
+deployment with ``@serve.batch``, and tuneserve at its defaults, asked for fp32 and for int8
+by name (the row marked "serves" is what a request that names no variant gets). Every contender runs with torch's default threads (the machine's cores)
 unless ``--threads`` says otherwise; tuneserve with its own default (the replica's cores).
 With ../shared/data, the accuracy of fp32 and int8 on SST-2 sentences the model never saw.
 Then chat: tokens/s and time to first token over 1, 8 and 32 concurrent streams, against
@@ -51,7 +51,6 @@ from bench.common import (
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [(1, 60), (8, 200), (32, 320)]  # (concurrency, requests)
 STREAMS = (1, 8, 32)  # concurrent chat streams
-FP32 = {"variant": "fp32"}
 
 
 def bench_settings(threads: int | None, profile: str) -> Settings:
@@ -198,13 +197,16 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
         wait_ready(url)
         text = lambda i: {"inputs": sentences[i % len(sentences)], "model": "sentiment"}  # noqa: E731
         served_as = httpx.post(f"{url}/v1/classify", json=text(0), timeout=60).json()["variant"]
-        ours = {
-            "fp32": asyncio.run(
-                load_levels("tuneserve fp32", url, "/v1/classify", lambda i: text(i) | FP32)
-            ),
-            served_as: asyncio.run(
-                load_levels(f"tuneserve ({served_as}, served)", url, "/v1/classify", text)
-            ),
+        ours = {  # each variant asked for by name; which one serves unasked is ``served_as``
+            kind: asyncio.run(
+                load_levels(
+                    f"tuneserve {kind}" + (" (serves)" if kind == served_as else ""),
+                    url,
+                    "/v1/classify",
+                    lambda i, kind=kind: text(i) | {"variant": kind},
+                )
+            )
+            for kind in ("fp32", "int8")
         }
         serve.run(
             PlainClassifier.bind(str(model_dirs["sentiment"]), torch.get_num_threads()),
