@@ -4,8 +4,9 @@ Sentiment (the full-profile MiniLM starter model) at concurrency 1, 8 and 32, al
 run: the raw in-process batched forward in fp32 (the reference) and as the int8 variant,
 a naive FastAPI + transformers server doing one forward per request, a plain Ray Serve
 deployment with ``@serve.batch``, and tuneserve at its defaults, asked for fp32 and for int8
-by name (the row marked "serves" is what a request that names no variant gets). Every contender runs with torch's default threads (the machine's cores)
-unless ``--threads`` says otherwise; tuneserve with its own default (the replica's cores).
+by name (the row marked "serves" is what a request that names no variant gets). Every
+contender runs with torch's default threads (the machine's cores) unless ``--threads`` says
+otherwise; tuneserve with its own default (the replica's cores).
 With ../shared/data, the accuracy of fp32 and int8 on SST-2 sentences the model never saw.
 Then chat: tokens/s and time to first token over 1, 8 and 32 concurrent streams, against
 sequential in-process generation.
