@@ -167,7 +167,8 @@ class ServingSettings(Section):
         gt=0,
         description="torch threads per task-server replica; default: the cores the replica's "
         "process may run on. Only one batch runs at a time per replica, and a request's "
-        "latency is one forward, so a lone replica on a small machine should use every core.",
+        "latency is one forward, so a lone replica on a small machine should use every core. "
+        "In a container, set it to the CPU limit: the process sees the node's cores.",
     )
     task_server: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Every TaskServer deployment."
