@@ -57,11 +57,12 @@ RUN groupadd --gid 1000 tuneserve \
 COPY --from=build /opt/tuneserve /opt/tuneserve
 
 # RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH: Serve's HTTP proxy refuses oversized bodies
-# itself, before it queues them for a replica (tuneserve.serving.body_limit)
+# itself, before it queues them for a replica, and answers its own errors in tuneserve's
+# JSON shape (tuneserve.serving.proxy)
 ENV PATH=/opt/tuneserve/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TUNESERVE_DATA_DIR=/data/tuneserve \
-    RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=tuneserve.serving.body_limit:proxy_middlewares
+    RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=tuneserve.serving.proxy:proxy_middlewares
 
 USER 1000:1000
 WORKDIR /home/tuneserve

@@ -15,10 +15,9 @@ import time
 
 import httpx
 import torch
-from ray import serve
 from tuneserve.registry import connect
 from tuneserve.serving import local
-from tuneserve.serving.app import build_app
+from tuneserve.serving.app import serve_apps
 from tuneserve.settings import Settings
 from tuneserve.training.config import TrainingConfig
 from tuneserve.zoo.build import build_all
@@ -64,12 +63,7 @@ async def chat_tokens_per_s(url: str, requests: int, concurrency: int, max_token
 
 
 def redeploy_chat(settings: Settings) -> str:
-    serve.run(
-        build_app(settings, bind_host=settings.serving.host),
-        name=settings.app_name,
-        route_prefix="/",
-        blocking=False,
-    )
+    serve_apps(settings, bind_host=settings.serving.host)
     url = f"http://{settings.serving.host}:{settings.serving.port}"
     wait_ready(url)
     return url

@@ -22,7 +22,7 @@ import ray
 from ray import serve
 from tuneserve.registry import connect
 from tuneserve.serving import local
-from tuneserve.serving.app import build_app
+from tuneserve.serving.app import serve_apps
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
 
@@ -96,11 +96,7 @@ def main() -> None:
             app = settings.updated(
                 app_name=f"metrics-{name}", telemetry={"metrics_enabled": enabled}
             )
-            serve.run(
-                build_app(app, bind_host=app.serving.host),
-                name=f"metrics-{name}",
-                route_prefix=f"/{name}",
-            )
+            serve_apps(app, bind_host=app.serving.host, prefix=f"/{name}")
         for address in contenders.values():
             wait_ready(address)
             asyncio.run(one_round("warm-up", address, sentences, 4, 40))

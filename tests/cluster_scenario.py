@@ -31,7 +31,7 @@ from tuneserve.registry import connect, schema
 from tuneserve.registry.db import make_engine
 from tuneserve.serving import local
 from tuneserve.serving.app import build_app
-from tuneserve.serving.fleet import task_server_name
+from tuneserve.serving.names import task_app_name, task_server_name
 from tuneserve.settings import Settings
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
@@ -93,12 +93,15 @@ def until(condition: Callable[[], object], timeout_s: float, what: str) -> float
 
 
 def replicas_of(task: str) -> list[dict]:
-    handle = serve.get_deployment_handle(task_server_name(task), app_name="tuneserve")
+    handle = serve.get_deployment_handle(
+        task_server_name(task), app_name=task_app_name("tuneserve", task)
+    )
     return handle.broadcast("info").results(timeout_s=60)
 
 
 def running_replicas(task: str) -> int:
-    status = serve.status().applications["tuneserve"].deployments[task_server_name(task)]
+    status = serve.status().applications[task_app_name("tuneserve", task)]
+    status = status.deployments[task_server_name(task)]
     return status.replica_states.get("RUNNING", 0)
 
 

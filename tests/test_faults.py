@@ -38,7 +38,7 @@ from tuneserve.errors import Unavailable
 from tuneserve.registry import ArtifactStore, Registry
 from tuneserve.registry.keys import KeyStore
 from tuneserve.serving.errors import as_tuneserve_error, error_response
-from tuneserve.serving.fleet import task_server_name
+from tuneserve.serving.names import task_app_name, task_server_name
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.zoo.recipes import RECIPES
@@ -116,7 +116,7 @@ def _replicas(app: str) -> tuple[set[str], bool] | None:
 def test_a_replica_killed_under_load_costs_only_its_requests_and_is_replaced(
     ready_service, http, service_settings
 ):
-    app = service_settings.app_name
+    app = task_app_name(service_settings.app_name, TASK)
     replicas = service_settings.serving.task_server_options(TASK).num_replicas
     before, ready = _replicas(app) or (set(), False)
     assert len(before) == replicas == 2 and ready

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import ray
 from conftest import production_copy
-from tuneserve.serving.fleet import task_server_name
+from tuneserve.serving.names import task_app_name, task_server_name
 from tuneserve.zoo.recipes import RECIPES
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -354,7 +354,9 @@ def test_openai_sdk_drives_files_and_jobs(ready_service, http, admin_key, copies
 def _replica_ids(task: str) -> set[str]:
     from ray import serve
 
-    handle = serve.get_deployment_handle(task_server_name(task), app_name="tuneserve")
+    handle = serve.get_deployment_handle(
+        task_server_name(task), app_name=task_app_name("tuneserve", task)
+    )
     return {info["replica_id"] for info in handle.broadcast("info").results(timeout_s=60)}
 
 

@@ -343,8 +343,10 @@ def test_serve_config_is_valid_for_serve_and_builds_settings(overlay):
     assert settings.registry.migrate_on_start is False  # the head's init container migrates
     assert str(settings.data_dir) == "/data/tuneserve"  # the pods' emptyDir
     schema = pytest.importorskip("ray.serve.schema")
-    (application,) = schema.ServeDeploySchema.model_validate(config).applications
-    assert application.import_path == k8s_render.IMPORT_PATH
+    gateway, *tasks = schema.ServeDeploySchema.model_validate(config).applications
+    assert gateway.import_path == k8s_render.IMPORT_PATH
+    assert {task.import_path for task in tasks} == {k8s_render.TASK_IMPORT_PATH}
+    assert len(tasks) == 5
 
 
 def test_a_misspelt_serve_config_field_is_refused():
@@ -352,6 +354,23 @@ def test_a_misspelt_serve_config_field_is_refused():
     config["applications"][0]["args"]["serving"]["task_server"]["max_replica"] = 3
     with pytest.raises(ValueError, match="max_replica"):
         k8s_render.application_settings(config)
+
+
+def test_each_served_task_needs_its_own_application_at_its_route():
+    """Inference is one hop: a served task without its application, at another route or
+    with settings of its own would be unreachable or differ from its gateway's."""
+    config = yaml.safe_load((ROOT / SOURCES["prod"]).read_text())
+    broken = {
+        "has no application": lambda apps: apps.pop(1),
+        "route_prefix must be /v1/classify": lambda apps: apps[1].update(route_prefix="/x"),
+        "args must be": lambda apps: apps[1].update(args={"task": "classification"}),
+        "import_path must be": lambda apps: apps[1].update(import_path="x:y"),
+    }
+    for message, breakage in broken.items():
+        changed = copy.deepcopy(config)
+        breakage(changed["applications"])
+        with pytest.raises(ValueError, match=message):
+            k8s_render.application_settings(changed)
 
 
 # ------------------------------------------------------------------- resources and placement
@@ -670,7 +689,7 @@ def test_every_tuneserve_command_in_the_manifests_exists():
 
 def test_the_image_guards_serves_proxy_against_oversized_bodies():
     """Every Ray process of the image starts with the proxy's body guard named."""
-    from tuneserve.serving.body_limit import PROXY_CALLBACK
+    from tuneserve.serving.proxy import PROXY_CALLBACK
 
     env = " ".join(i["value"] for i in final_stage() if i["instruction"] == "ENV")
     assert f"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH={PROXY_CALLBACK}" in env

@@ -21,10 +21,9 @@ import pytest
 import yaml
 from conftest import free_port, json_log_lines, wait_until_ready
 from promql import DASHBOARD, dashboard_queries, runnable
-from ray import serve
 from transformers import AutoTokenizer
 from tuneserve.registry import connect
-from tuneserve.serving.app import build_app
+from tuneserve.serving.app import delete_apps, serve_apps
 from tuneserve.telemetry import exported_names
 from tuneserve.zoo.recipes import RECIPES
 
@@ -110,14 +109,12 @@ def observed(service, service_settings, starter_models, tmp_path_factory) -> str
         registry.move_alias(name, "production", 1, None)
     source.engine.dispose()
     registry.engine.dispose()
-    serve.run(
-        build_app(settings, bind_host="127.0.0.1"), name=APP, route_prefix=f"/{APP}", blocking=False
-    )
+    serve_apps(settings, bind_host="127.0.0.1", prefix=f"/{APP}")
     url = f"{service}/{APP}"
     with httpx.Client(base_url=url, timeout=60) as client:
         wait_until_ready(client)
     yield url
-    serve.delete(APP)
+    delete_apps(settings)
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def test_promoting_production_again_changes_nothing(clf: Registry, fleet: InProc
     with pytest.raises(Conflict, match="is version 1, not 2"):
         promote(clf, fleet, "clf", 1, expected_from=2)
     assert moves(clf) == history and fleet.calls == [] and fleet.pins["clf"] == [1]
-    answer = ModelService(clf, fleet, Recorder(enabled=False), {}, 1.0).promote(
+    answer = ModelService(clf, fleet, Recorder(enabled=False)).promote(
         "clf", PromoteRequest(version=1)
     )
     assert (answer.from_version, answer.to_version, answer.changed) == (1, 1, False)
@@ -174,7 +174,7 @@ def test_rollback_needs_a_version_that_was_production(clf: Registry) -> None:
 
 
 def test_the_rollback_body_is_optional_and_checked(clf: Registry, fleet: InProcessFleet) -> None:
-    service = ModelService(clf, fleet, Recorder(enabled=False), {}, 1.0)
+    service = ModelService(clf, fleet, Recorder(enabled=False))
     service.promote("clf", PromoteRequest(version=2))
     assert service.rollback("clf", RollbackRequest()).to_version == 1  # {}: what 2 replaced
     with pytest.raises(Conflict):
@@ -212,7 +212,7 @@ def test_a_failure_after_the_move_is_a_success_with_a_warning(
     logger.addHandler(captured)
     try:
         swap = promote(clf, fleet, "clf", 2)
-        answer = ModelService(clf, fleet, Recorder(enabled=False), {}, 1.0).promote(
+        answer = ModelService(clf, fleet, Recorder(enabled=False)).promote(
             "clf", PromoteRequest(version=3)
         )
     finally:

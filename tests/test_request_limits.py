@@ -29,9 +29,9 @@ from tuneserve.serving.body_limit import (
     BodyRule,
     BodyRules,
     install_body_limit,
-    proxy_middlewares,
 )
 from tuneserve.serving.errors import install_error_handlers
+from tuneserve.serving.proxy import proxy_middlewares
 from tuneserve.settings import LimitSettings, Settings
 from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.training.config import TrainingConfig

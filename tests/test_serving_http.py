@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import json_log_lines
 from ray import serve
-from tuneserve.serving.fleet import task_server_name
+from tuneserve.serving.names import task_app_name, task_server_name
 
 
 def test_healthz(ready_service, http):
@@ -178,7 +178,9 @@ def test_openapi_describes_every_route_with_schemas(ready_service, http):
 
 def _server_info(task: str) -> dict:
     """Every replica's info, merged: batch records and chat stats keyed by replica."""
-    handle = serve.get_deployment_handle(task_server_name(task), app_name="tuneserve")
+    handle = serve.get_deployment_handle(
+        task_server_name(task), app_name=task_app_name("tuneserve", task)
+    )
     infos = handle.broadcast("info").results(timeout_s=60)
     merged = {"batches": {}, "chat": {}}
     for info in infos:

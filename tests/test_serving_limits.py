@@ -10,7 +10,7 @@ import httpx
 import pytest
 from ray import serve
 from tuneserve.registry import connect
-from tuneserve.serving.app import build_app
+from tuneserve.serving.app import build_apps, delete_apps, serve_apps
 from tuneserve.zoo.register import register_starter_model
 
 
@@ -36,12 +36,12 @@ def limited(service, service_settings, starter_models, tmp_path_factory):
     registry, store = connect(settings.registry)
     register_starter_model(starter_models["sentiment"], settings, registry, store)
     registry.engine.dispose()
-    app = build_app(settings, bind_host="127.0.0.1")  # checks the schema: before the lock
+    apps = build_apps(settings, bind_host="127.0.0.1", prefix="/limited")  # before the lock
     lock = sqlite3.connect(database, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
-    serve.run(app, name="limited", route_prefix="/limited", blocking=False)
+    serve.run_many([serve.RunTarget(a.app, name=a.name, route_prefix=a.route_prefix) for a in apps])
     yield {"url": f"{service}/limited", "lock": lock}
-    serve.delete("limited")
+    delete_apps(settings)
 
 
 def test_readyz_is_false_until_production_models_are_loaded(limited):
@@ -89,14 +89,9 @@ def empty(service, service_settings, tmp_path_factory):
         registry={"database_url": f"sqlite:///{tmp_path_factory.mktemp('empty') / 'r.db'}"},
         serving={"served_tasks": ["classification"]},
     )
-    serve.run(
-        build_app(settings, bind_host="127.0.0.1"),
-        name="empty",
-        route_prefix="/empty",
-        blocking=False,
-    )
+    serve_apps(settings, bind_host="127.0.0.1", prefix="/empty")
     yield {"url": f"{service}/empty", "settings": settings}
-    serve.delete("empty")
+    delete_apps(settings)
 
 
 def test_a_task_with_no_production_model_is_not_ready_until_one_is_registered(

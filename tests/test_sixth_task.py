@@ -12,7 +12,6 @@ import httpx
 import pytest
 import sixth_task
 from conftest import wait_until_ready
-from ray import serve
 from tuneserve.registry import connect, weights_sha256
 from tuneserve.settings import Settings
 
@@ -22,7 +21,7 @@ APP = "extended"
 @pytest.fixture(scope="module")
 def extended(service, service_settings: Settings, tmp_path_factory) -> str:
     """App 'extended' at /extended serving only the plug-in task, model 'similarity' v1."""
-    from tuneserve.serving.app import build_app
+    from tuneserve.serving.app import delete_apps, serve_apps
 
     folder = tmp_path_factory.mktemp(APP)
     settings = service_settings.updated(
@@ -43,14 +42,12 @@ def extended(service, service_settings: Settings, tmp_path_factory) -> str:
     )
     registry.move_alias("similarity", "production", version.version, None)
     registry.engine.dispose()
-    serve.run(
-        build_app(settings, bind_host="127.0.0.1"), name=APP, route_prefix=f"/{APP}", blocking=False
-    )
+    serve_apps(settings, bind_host="127.0.0.1", prefix=f"/{APP}")
     url = f"{service}/{APP}"
     with httpx.Client(base_url=url, timeout=60) as client:
         wait_until_ready(client)
     yield url
-    serve.delete(APP)
+    delete_apps(settings)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,14 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from tuneserve.serving.names import task_app_name, task_path
 from tuneserve.settings import Settings
+from tuneserve.tasks.catalog import TaskCatalog
 
-IMPORT_PATH = "tuneserve.serving.app:app_builder"
+IMPORT_PATH = "tuneserve.serving.app:app_builder"  # the gateway's application
+TASK_IMPORT_PATH = "tuneserve.serving.app:task_app_builder"  # each task's application
+
+PATHS = {IMPORT_PATH, TASK_IMPORT_PATH}
 
 # overlay copy → its source, relative to the repository root: the one list of renders
 RENDERS: dict[str, str] = {
@@ -48,18 +53,52 @@ def load_serve_config(path: Path) -> dict[str, Any]:
 
 
 def application_settings(config: dict[str, Any]) -> list[Settings]:
-    """The ``Settings`` each tuneserve application of a Serve config builds.
+    """The ``Settings`` of each tuneserve deployment in a Serve config: one per gateway.
 
     The same call the Serve controller makes (``app_builder(args)`` → ``Settings(**args)``),
     so a misspelt or misplaced field fails here, before a cluster refuses the deployment.
+    Each served task must have its own application (``task_app_builder``) at its route, under
+    the gateway's prefix, with the gateway's settings (a YAML anchor: one copy to edit).
     """
-    built = []
-    for application in config["applications"]:
-        name = application.get("name", "?")
-        if application.get("import_path") != IMPORT_PATH:
-            raise ValueError(f"application {name!r}: import_path must be {IMPORT_PATH}")
-        built.append(Settings(**(application.get("args") or {})))
+    applications = config["applications"]
+    unknown = [a.get("name", "?") for a in applications if a.get("import_path") not in PATHS]
+    if unknown:
+        raise ValueError(f"applications {unknown}: import_path must be one of {sorted(PATHS)}")
+    gateways = [a for a in applications if a["import_path"] == IMPORT_PATH]
+    tasks = [a for a in applications if a["import_path"] == TASK_IMPORT_PATH]
+    built = [Settings(**(gateway.get("args") or {})) for gateway in gateways]
+    claimed: set[str] = set()
+    for gateway, settings in zip(gateways, built, strict=True):
+        claimed |= _check_task_apps(gateway, settings, tasks)
+    stray = [a.get("name", "?") for a in tasks if a.get("name") not in claimed]
+    if stray:
+        raise ValueError(f"task applications {stray} belong to no gateway's settings")
     return built
+
+
+def _check_task_apps(gateway: dict, settings: Settings, tasks: list[dict]) -> set[str]:
+    """The names of the task applications of one gateway, each checked against it."""
+    by_name = {application.get("name"): application for application in tasks}
+    base = (gateway.get("route_prefix") or "/").rstrip("/")
+    catalog = TaskCatalog.load(settings.tasks.modules)
+    names = set()
+    for spec in catalog.select(settings.serving.served_tasks):
+        if (path := task_path(spec)) is None:
+            continue
+        name = task_app_name(settings.app_name, spec.name)
+        application = by_name.get(name)
+        if application is None:
+            raise ValueError(f"task {spec.name!r} is served but has no application {name!r}")
+        args = application.get("args") or {}
+        if args.get("task") != spec.name or args.get("settings") != gateway.get("args"):
+            raise ValueError(
+                f"application {name!r}: args must be {{task: {spec.name}, settings: <the "
+                f"settings of {settings.app_name!r}>}} (a YAML alias of them)"
+            )
+        if application.get("route_prefix") != base + path:
+            raise ValueError(f"application {name!r}: route_prefix must be {base + path}")
+        names.add(name)
+    return names
 
 
 def plan(root: Path) -> list[Render]:

@@ -1,11 +1,14 @@
-"""ModelService: resolve model references, read the registry, move production."""
+"""ModelService: read the registry's models and versions, move production.
+
+Requests resolve their model references in the task servers (``serving/front.py``), each
+from its own cached view; a move here reaches them through the fleet (``set_pins``).
+"""
 
 from __future__ import annotations
 
 from tuneserve.api.fine_tuning import AliasMovePublic, PromoteRequest, RollbackRequest
 from tuneserve.api.tasks import ModelList, ModelPublic, VersionList, VersionPublic
 from tuneserve.control.promotion import PROMOTED, Fleet, Swap, promote, rollback
-from tuneserve.control.resolver import ModelResolver, Target
 from tuneserve.registry import Registry
 from tuneserve.telemetry import Recorder
 
@@ -13,30 +16,10 @@ from tuneserve.telemetry import Recorder
 class ModelService:
     """The model use cases of one gateway (or of the job runner, for a job's promotion)."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        fleet: Fleet,
-        recorder: Recorder,
-        default_models: dict[str, str],
-        alias_ttl_s: float,
-        outage_grace_s: float = 0.0,
-    ):
+    def __init__(self, registry: Registry, fleet: Fleet, recorder: Recorder):
         self.registry = registry
         self.fleet = fleet
         self.recorder = recorder
-        self.resolver = ModelResolver(
-            registry, default_models, alias_ttl_s, outage_grace_s=outage_grace_s
-        )
-
-    # --- references --------------------------------------------------------------------
-    def resolve(self, model: str | None, task: str) -> Target:
-        """The concrete version a request for ``model`` on ``task`` is served by."""
-        return self.resolver.resolve(model, task)
-
-    def resolve_cached(self, model: str | None, task: str) -> Target | None:
-        """``resolve`` without the database, or None when the cached view is not enough."""
-        return self.resolver.resolve_cached(model, task)
 
     # --- reading -----------------------------------------------------------------------
     def list_models(self) -> ModelList:
@@ -60,25 +43,13 @@ class ModelService:
         self, name: str, version: int, expected_from: int | None, reason: str = PROMOTED
     ) -> Swap:
         """``promote`` for internal callers (a job's gate), returning the swap itself."""
-        try:
-            return promote(
-                self.registry,
-                self.fleet,
-                name,
-                version,
-                expected_from,
-                reason=reason,
-                recorder=self.recorder,
-            )
-        finally:
-            self.resolver.forget(name)
+        return promote(
+            self.registry, self.fleet, name, version, expected_from, reason, self.recorder
+        )
 
     def rollback(self, name: str, request: RollbackRequest | None = None) -> AliasMovePublic:
         """Production back to the version its last promotion replaced (still resident:
         instant), or to the version the request names."""
         version = request.version if request is not None else None
-        try:
-            swap = rollback(self.registry, self.fleet, name, version, self.recorder)
-        finally:
-            self.resolver.forget(name)
+        swap = rollback(self.registry, self.fleet, name, version, self.recorder)
         return AliasMovePublic.model_validate(swap)

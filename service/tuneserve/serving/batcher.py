@@ -68,6 +68,23 @@ class BatchRecord:
 _BATCH_NUMBERS = itertools.count(1)
 
 
+class RecentBatches:
+    """A replica's recent batches of every version, kept when a version is evicted."""
+
+    def __init__(self, keep: int = 2000):
+        self._records: deque[tuple[str, BatchRecord]] = deque(maxlen=keep)
+
+    def add(self, version: str, record: BatchRecord) -> None:
+        self._records.append((version, record))
+
+    def by_version(self) -> dict[str, list[list[int]]]:
+        """Per version label: ``[items, requests, seq]`` of each batch, oldest first."""
+        batches: dict[str, list[list[int]]] = {}
+        for version, record in self._records:
+            batches.setdefault(version, []).append([record.items, record.requests, record.seq])
+        return batches
+
+
 @dataclass
 class Batcher:
     run_batch: RunBatch

@@ -15,8 +15,8 @@ instead of reading and discarding whatever the client keeps sending.
 Behind Ray Serve the proxy reads a client's body into an unbounded queue as fast as it
 arrives, and the replica pulls it from there as fast as it can, neither waiting for the
 app. Both stop as soon as the replica's response is complete (the proxy cancels its reader,
-the replica its fetch task), so answering early here bounds them too; ``proxy_middlewares``
-puts the same guard in the proxy, for when the replica cannot answer early.
+the replica its fetch task), so answering early here bounds them too; ``proxy.py`` puts the
+same guard in the proxy, for when the replica cannot answer early.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ray import serve
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneserve.errors import PayloadTooLarge, TuneserveError, Unavailable
@@ -35,7 +34,6 @@ from tuneserve.settings import LimitSettings, Settings
 
 # an upload's multipart framing: boundaries, part headers, the purpose and task fields
 MULTIPART_ALLOWANCE = 64 * 1024
-PROXY_CALLBACK = "tuneserve.serving.body_limit:proxy_middlewares"
 Route = tuple[str, str]  # (method, path without the app's root path or a trailing slash)
 DISCONNECT = {"type": "http.disconnect"}
 
@@ -67,7 +65,7 @@ class BodyRules:
 
 
 def replica_rules() -> BodyRules:
-    """The rules of the gateway replica this app runs in: its settings exist only there."""
+    """The rules of the replica this app runs in: its settings exist only there."""
     return BodyRules.from_limits(serve.get_replica_context().servable_object.settings.limits)
 
 
@@ -76,23 +74,17 @@ def install_body_limit(app, rules: Callable[[], BodyRules] = replica_rules) -> N
     app.add_middleware(BodyLimit, rules=rules)
 
 
-def proxy_middlewares() -> list[Middleware]:
-    """The guard of Serve's HTTP proxy itself. Serve calls this as the proxy starts when
-    ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` names it (``PROXY_CALLBACK``) in the
-    environment the cluster's processes start with.
-
-    The proxy reads a client's body into an unbounded queue as fast as it arrives, from the
-    moment it routes the request (also while the request waits for a busy replica) until
-    the replica's answer is complete; only a guard in the proxy bounds that. It has one cap
-    for every path, since it knows no app or route prefix: the largest body any route takes,
-    by the limits of the environment (``TUNESERVE_LIMITS__*``; this is an entry point).
+def proxy_rules() -> BodyRules:
+    """The rules of Serve's HTTP proxy itself (``proxy.py``), which knows no app or route
+    prefix: one cap for every path, the largest body any route takes, by the limits of the
+    environment (``TUNESERVE_LIMITS__*``; the proxy is an entry point).
     """
     rules = BodyRules.from_limits(Settings().limits)
     cap = max(rule.max_bytes for rule in (rules.default, *rules.routes.values()))
     # the same cap everywhere; a route the gateway names a field for keeps that name (at
     # the root prefix), since under load the proxy may pass its cap before the app answers
     named = {route: BodyRule(cap, param=rule.param) for route, rule in rules.routes.items()}
-    return [Middleware(BodyLimit, rules=lambda: BodyRules(BodyRule(cap), named))]
+    return BodyRules(BodyRule(cap), named)
 
 
 class BodyLimit:

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: what a route may use of the gateway replica it runs in."""
+"""FastAPI dependencies: what a route may use of the replica it runs in.
+
+That replica is the gateway (control-plane routes) or a task server (its task's route):
+each is the ingress of its own Serve application, and both answer ``authenticate``.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,22 @@ from tuneserve.control.fine_tuning import FineTuningService
 from tuneserve.control.models import ModelService
 
 
-def _gateway() -> Any:
-    """The ``Gateway`` instance of this replica (not imported: the gateway imports routes)."""
+def _replica() -> Any:
+    """The ``Gateway`` or ``TaskServer`` of this replica (not imported: they import routes)."""
     return serve.get_replica_context().servable_object
 
 
-async def current_gateway() -> Any:
+async def current_replica() -> Any:
     """As a dependency: ``async``, so FastAPI calls it on the event loop, not in a thread."""
-    return _gateway()
+    return _replica()
 
 
 async def model_service() -> ModelService:
-    return (await _gateway().services()).models
+    return (await _replica().services()).models
 
 
 async def fine_tuning_service() -> FineTuningService:
-    return (await _gateway().services()).fine_tuning
+    return (await _replica().services()).fine_tuning
 
 
 # declares the scheme in the OpenAPI document; the header itself is read as raw bytes below
@@ -43,7 +47,7 @@ async def caller(
     The header is read as raw bytes: any bytes at all are a 401, never a decoding error.
     """
     header = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
-    return await _gateway().authenticate(header)
+    return await _replica().authenticate(header)
 
 
 # One function per scope, at module level: Serve pickles the app to its replicas, and only
@@ -61,10 +65,11 @@ async def _admin(principal: Annotated[Principal, Depends(caller)]) -> Principal:
 
 
 async def authenticator() -> Authenticator:
-    return (await _gateway().services()).authenticator
+    return (await _replica().services()).authenticator
 
 
-GatewayDep = Annotated[Any, Depends(current_gateway)]
+GatewayDep = Annotated[Any, Depends(current_replica)]  # in a control-plane route
+TaskServerDep = Annotated[Any, Depends(current_replica)]  # in a task's route
 ModelsDep = Annotated[ModelService, Depends(model_service)]
 FineTuningDep = Annotated[FineTuningService, Depends(fine_tuning_service)]
 AuthenticatorDep = Annotated[Authenticator, Depends(authenticator)]

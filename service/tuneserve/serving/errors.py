@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,19 +43,6 @@ def as_tuneserve_error(error: BaseException) -> TuneserveError:
         return InvalidRequest(f"{param}: {first['msg']}", param=param or None)
     logger.exception("unexpected error", exc_info=error)
     return TuneserveError("internal error; the request was not completed")
-
-
-@contextmanager
-def serve_errors_as_ours() -> Iterator[None]:
-    """Re-raise Serve's overload errors as ours, around a handle call in a route.
-
-    Serve installs its own plain-text handler for ``BackPressureError`` on the ingress app,
-    over ours; converting at the call keeps the JSON body and ``Retry-After``.
-    """
-    try:
-        yield
-    except (BackPressureError, DeploymentUnavailableError) as error:
-        raise as_tuneserve_error(error) from error
 
 
 def error_response(error: TuneserveError) -> JSONResponse:

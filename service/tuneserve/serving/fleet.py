@@ -1,8 +1,7 @@
-"""The task servers as the control plane reaches them: one Serve deployment per task.
+"""The task servers as the control plane reaches them: one Serve application per task.
 
-``task_server_name`` is the one place a deployment's name is spelled. ``ServeFleet`` is
-the control plane's ``Fleet`` over deployment handles (every replica, through
-``broadcast``); ``ServePromoter`` is the callback the job runner promotes with.
+``ServeFleet`` is the control plane's ``Fleet`` over deployment handles (every replica,
+through ``broadcast``); ``ServePromoter`` is the callback the job runner promotes with.
 """
 
 from __future__ import annotations
@@ -14,26 +13,27 @@ from ray.serve.handle import DeploymentHandle
 
 from tuneserve.control.models import ModelService
 from tuneserve.registry import connect
+from tuneserve.serving.names import task_app_name, task_server_name
 from tuneserve.settings import Settings
 from tuneserve.telemetry import Recorder
 
 ACK_TIMEOUT_S = 300
 
 
-def task_server_name(task: str) -> str:
-    """The Serve deployment that serves ``task``."""
-    return f"TaskServer-{task}"
-
-
 class ServeFleet:
-    """Every running replica of each task server of one Serve application."""
+    """Every running replica of each task server of one tuneserve deployment."""
 
     def __init__(self, app_name: str):
         self.app_name = app_name
 
     @functools.cache  # noqa: B019 - one handle per task for the fleet's life
     def handle(self, task: str) -> DeploymentHandle:
-        return serve.get_deployment_handle(task_server_name(task), app_name=self.app_name)
+        app = task_app_name(self.app_name, task)
+        return serve.get_deployment_handle(task_server_name(task), app_name=app)
+
+    async def ask_every_replica(self, task: str, method: str) -> list:
+        """Each running replica's answer to ``method`` (no arguments), from the event loop."""
+        return await self.handle(task).broadcast(method).results_async()
 
     def load_everywhere(self, task: str, name: str, version: int) -> list[dict]:
         broadcast = self.handle(task).broadcast("load_version", name, version)
@@ -56,8 +56,6 @@ class ServePromoter:
             registry,
             ServeFleet(self.settings.app_name),
             Recorder(self.settings.telemetry.metrics_enabled),
-            self.settings.tasks.default_models,
-            self.settings.serving.alias_cache_ttl_s,
         )
 
     def __call__(self, model: str, version: int, expected_from: int, reason: str) -> str:

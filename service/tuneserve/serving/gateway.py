@@ -1,4 +1,8 @@
-"""The gateway: Serve ingress that owns HTTP and runs inference on one TaskServer per task.
+"""The gateway: the control plane's Serve ingress (models, files, jobs, keys, metrics).
+
+Inference does not pass through it: each task server is the ingress of its own application
+on its task's route (``app.py``), one hop from the proxy. The gateway reaches the task
+servers' replicas by handle (``ServeFleet``) to promote, pin and ask for readiness.
 
 Routes reach this replica's gateway, and through it the control-plane services, by the
 dependencies in ``deps.py``. The services connect to the registry on first use, off the
@@ -11,26 +15,19 @@ import asyncio
 import functools
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ray
-from pydantic import BaseModel
-from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from tuneserve.control.access import OPEN, Authenticator, Principal
 from tuneserve.control.fine_tuning import FineTuningService
 from tuneserve.control.models import ModelService
-from tuneserve.control.resolver import Target
-from tuneserve.errors import PayloadTooLarge
 from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
-from tuneserve.registry.keys import KeyStore
-from tuneserve.serving.access_log import note_served, note_texts
-from tuneserve.serving.errors import serve_errors_as_ours
 from tuneserve.serving.fleet import ServeFleet
+from tuneserve.serving.front import authenticate, make_authenticator
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
-from tuneserve.tasks.spec import Limits, TaskRequest, TaskSpec
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.registry_collector import collector_registry
 from tuneserve.training.identity import RUNNER_NAME
@@ -47,14 +44,14 @@ class Services:
 
 
 class Gateway:
-    def __init__(self, servers: dict[str, DeploymentHandle], settings: Settings, promote: Promoter):
+    def __init__(self, settings: Settings, promote: Promoter):
         configure_logging()
         self.settings = settings
         self.promote = promote  # handed to the job runner this gateway may start
         self.catalog = TaskCatalog.load(settings.tasks.modules)
-        self.servers = servers
+        self.tasks = [spec.name for spec in self.catalog.select(settings.serving.served_tasks)]
+        self.fleet = ServeFleet(settings.app_name)
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
-        self.limits = Limits(max_new_tokens=settings.limits.max_new_tokens)
         self._connect_lock = threading.Lock()
 
     # --- control plane -----------------------------------------------------------------
@@ -62,24 +59,15 @@ class Gateway:
     def _services(self) -> Services:
         with self._connect_lock:
             registry, store = connect(self.settings.registry)
-        defaults = {spec.name: spec.default_model for spec in self.catalog}
-        models = ModelService(
-            registry,
-            ServeFleet(self.settings.app_name),
-            self.recorder,
-            defaults | self.settings.tasks.default_models,
-            self.settings.serving.alias_cache_ttl_s,
-            outage_grace_s=self.settings.serving.registry_outage_grace_s,
-        )
+        models = ModelService(registry, self.fleet, self.recorder)
         fine_tuning = FineTuningService(
             self.settings, registry, store, self.catalog, lambda: self.runner.wake.remote()
         )
-        admin_token = self.settings.admin_token
-        authenticator = Authenticator(
-            KeyStore(registry.engine),
-            admin_token.get_secret_value().encode() if admin_token else None,
-            self.settings.auth.key_cache_ttl_s,
-            outage_grace_s=self.settings.serving.registry_outage_grace_s,
+        authenticator = make_authenticator(
+            registry,
+            self.settings.auth,
+            self.settings.admin_token,
+            self.settings.serving.registry_outage_grace_s,
         )
         return Services(models, fine_tuning, authenticator)
 
@@ -90,16 +78,10 @@ class Gateway:
         return self._services
 
     async def authenticate(self, header: bytes | None) -> Principal:
-        """The caller of a request, from its raw ``Authorization`` header (401 if unknown).
-
-        Answered on the event loop from the in-memory keys; a database read (keys older
-        than their time to live, or an id not seen yet) runs in a thread.
-        """
+        """The caller of a request, from its raw ``Authorization`` header (401 if unknown)."""
         if self.settings.auth.mode == "open":
             return OPEN
-        authenticator = (await self.services()).authenticator
-        principal = authenticator.authenticate(header, may_read=False)
-        return principal or await asyncio.to_thread(authenticator.authenticate, header)
+        return await authenticate((await self.services()).authenticator, header)
 
     @property
     def runner(self):
@@ -144,64 +126,18 @@ class Gateway:
             fine_tuning = self._services.fine_tuning
             return fine_tuning.registry, fine_tuning.jobs
 
-        return collector_registry(connected, list(self.servers))
+        return collector_registry(connected, self.tasks)
 
-    # --- inference ---------------------------------------------------------------------
-    async def run_task(self, spec: TaskSpec, request: TaskRequest) -> dict[str, Any]:
-        """A generated task route's whole work: items, limits, version, batch, response."""
-        items = spec.items(request, self.limits)
-        self.check_texts([spec.text_of(item) for item in items])
-        target = await self.resolve(request.model, spec.name)
-        served = await self.predict(target, items, request.variant)
-        return {"model": target.name, "version": target.version} | served
-
-    async def resolve(self, model: str | None, task: str) -> Target:
-        services = await self.services()
-        target = services.models.resolve_cached(model, task)
-        if target is None:  # not in the cached view: read the registry in a thread
-            target = await asyncio.to_thread(services.models.resolve, model, task)
-        note_served(target.task, target.name, target.version)
-        return target
-
-    async def predict(
-        self, target: Target, items: list[BaseModel], variant: str | None = None
-    ) -> dict[str, Any]:
-        """``{"variant": ..., "results": [...]}`` from the target's task server."""
-        with serve_errors_as_ours():
-            return await self.servers[target.task].predict.remote(
-                target.name, target.version, items, variant
-            )
-
-    def chat_stream(self, target: Target, item: BaseModel) -> DeploymentResponseGenerator:
-        server = self.servers[target.task].options(stream=True)
-        return server.chat.remote(target.name, target.version, item)
-
+    # --- the task servers -------------------------------------------------------------
     async def readiness(self) -> dict[str, list[str]]:
         """Per task, what its replicas still wait for; an empty list means ready."""
         results = await asyncio.gather(
-            *(handle.broadcast("ready").results_async() for handle in self.servers.values()),
+            *(self.fleet.ask_every_replica(task, "ready") for task in self.tasks),
             return_exceptions=True,
         )
         return {
-            task: _waiting_for(result) for task, result in zip(self.servers, results, strict=True)
+            task: _waiting_for(result) for task, result in zip(self.tasks, results, strict=True)
         }
-
-    def check_texts(self, texts: list[str], param: str = "inputs") -> None:
-        """Enforce the request limits: items per request and characters per item."""
-        limits = self.settings.limits
-        if len(texts) > limits.max_batch_items:
-            raise PayloadTooLarge(
-                f"{len(texts)} inputs in one request; at most {limits.max_batch_items}",
-                param=param,
-            )
-        for index, text in enumerate(texts):
-            if len(text) > limits.max_input_chars:
-                raise PayloadTooLarge(
-                    f"input is {len(text)} characters; at most {limits.max_input_chars}",
-                    param=f"{param}[{index}]",
-                )
-        if self.settings.telemetry.log_request_text:  # only texts within limits are logged
-            note_texts(texts)
 
 
 def _waiting_for(replies: list[dict] | BaseException) -> list[str]:

@@ -7,9 +7,9 @@ import os
 import ray
 from ray import serve
 
-from tuneserve.serving.app import build_app, with_access_mode
-from tuneserve.serving.body_limit import PROXY_CALLBACK
+from tuneserve.serving.app import serve_apps, with_access_mode
 from tuneserve.serving.fleet import ServePromoter
+from tuneserve.serving.proxy import PROXY_CALLBACK
 from tuneserve.settings import Settings
 from tuneserve.training.runner import get_or_start_runner
 
@@ -23,7 +23,7 @@ def start(settings: Settings) -> str:
 def connect_ray(settings: Settings) -> None:
     """Join the cluster at ``ray_address``, or start a local one under the data dir.
 
-    A local cluster's HTTP proxy gets the body guard (``body_limit.PROXY_CALLBACK``): Serve
+    A local cluster's HTTP proxy gets its middlewares (``proxy.PROXY_CALLBACK``): Serve
     reads the variable from the environment its processes start with.
     """
     if ray.is_initialized():
@@ -49,7 +49,7 @@ def _metrics_config(settings: Settings) -> dict | None:
 
 
 def deploy(settings: Settings) -> str:
-    """Start the job runner and the Serve application on the connected cluster."""
+    """Start the job runner and the Serve applications on the connected cluster."""
     settings = with_access_mode(settings, settings.serving.host)
     # the job runner first, and waited for: it marks jobs a previous run left mid-flight,
     # so nobody sees a stale "running" job once the API answers
@@ -59,13 +59,12 @@ def deploy(settings: Settings) -> str:
         proxy_location=settings.serving.proxy_location,
         http_options={"host": settings.serving.host, "port": settings.serving.port},
     )
-    app = build_app(settings, bind_host=settings.serving.host)
-    serve.run(app, name=settings.app_name, route_prefix="/", blocking=False)
+    serve_apps(settings, bind_host=settings.serving.host)
     return f"http://{settings.serving.host}:{settings.serving.port}"
 
 
 def stop() -> None:
-    """Remove the Serve application and disconnect from (or stop) the local Ray cluster."""
+    """Remove the Serve applications and disconnect from (or stop) the local Ray cluster."""
     if ray.is_initialized():
         serve.shutdown()
         ray.shutdown()

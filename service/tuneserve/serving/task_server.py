@@ -1,8 +1,10 @@
 """TaskServer: one Ray Serve deployment per task, wrapping that task's handler.
 
-A replica keeps several model versions resident (LRU, production pinned), loads them off
-the event loop, warms each on load, and batches requests per version — so requests for two
-versions never share a batch. Chat streams go through a continuous-batching engine.
+It is the ingress of its task's own Serve application: the proxy hands it the task's HTTP
+requests (``front.py``), and the control plane reaches every replica by handle. A replica
+keeps several model versions resident (LRU, production pinned), loads them off the event
+loop, warms each on load, and batches requests per version — so requests for two versions
+never share a batch. Chat streams go through a continuous-batching engine.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,9 +24,10 @@ from ray import serve
 from tuneserve.errors import NotFound
 from tuneserve.logs import configure_logging
 from tuneserve.registry import connect, refuse_node_local
-from tuneserve.serving.batcher import Batcher, BatchRecord, problems_alone
+from tuneserve.serving.batcher import Batcher, BatchRecord, RecentBatches, problems_alone
 from tuneserve.serving.chat_engine import ChatEngine
 from tuneserve.serving.chat_streams import StreamSlots
+from tuneserve.serving.front import TaskFront
 from tuneserve.serving.packing import by_length, estimated_tokens
 from tuneserve.serving.resident import Key, Resident, ResidentModels
 from tuneserve.serving.variant_keys import VariantKeys, label
@@ -41,7 +43,7 @@ logger = logging.getLogger("tuneserve.task_server")
 
 
 class TaskServer:
-    """Serves every model of one task; the gateway calls it through a deployment handle."""
+    """Serves every model of one task: its route over HTTP, the control plane by handle."""
 
     def __init__(self, task: str, settings: TaskServerSettings):
         configure_logging()
@@ -59,8 +61,7 @@ class TaskServer:
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
         # one cap on the chat streams of this replica, whichever of its models they use
         self._stream_slots = StreamSlots(settings.serving.max_streams_per_replica)
-        # recent batches of every version, kept when a version is evicted (``info``)
-        self._batches: deque[tuple[str, BatchRecord]] = deque(maxlen=2000)
+        self._batches = RecentBatches()  # for ``info``
         self._load_options = {
             "device": self.device,
             "max_length": settings.limits.max_sequence_length,
@@ -75,6 +76,7 @@ class TaskServer:
         self._connected = loop.create_task(asyncio.to_thread(connect, settings.registry))
         self._production: dict[str, Key] = {}  # model name → its production's resident key
         self.keys = VariantKeys(self._connected, self.device)
+        self.front = TaskFront(self.spec, settings, self._connected, self.predict, self.chat)
         self._failed: dict[Key, str] = {}  # versions that could not load, and why
         self._startup = loop.create_task(self._load_production())
         if self.recorder.enabled:
@@ -185,12 +187,16 @@ class TaskServer:
         return outputs
 
     # --- requests ----------------------------------------------------------------------
+    async def authenticate(self, header: bytes | None):
+        """The caller of an HTTP request to this replica (``deps.caller``)."""
+        return await self.front.authenticate(header)
+
     async def predict(
         self, name: str, version: int, items: list, variant: str | None = None
     ) -> dict[str, Any]:
-        """Outputs for ``items`` (the gateway validated them) from ``name@version`` as
-        ``variant`` (None: the one that serves), batched with concurrent calls; as JSON-ready
-        dicts, the form the response is sent in, with the variant that ran them."""
+        """Outputs for ``items`` (validated) from ``name@version`` as ``variant`` (None: the
+        one that serves), batched with concurrent calls; as JSON-ready dicts, the form the
+        response is sent in, with the variant that ran them."""
         resident = await self._resident(name, version, len(items), variant)
         try:
             outputs = await resident.runtime.submit(items)
@@ -243,6 +249,7 @@ class TaskServer:
         keys = [await self.keys.key(name, v, None) for v in versions]
         self.models.pinned = {k for k in self.models.pinned if k[0] != name} | set(keys)
         self._production[name] = keys[0]
+        self.front.forget(name)  # production moved: this replica's next request reads it
         return sorted(versions)
 
     async def ready(self) -> dict:
@@ -272,14 +279,11 @@ class TaskServer:
 
     def _batch_started(self, version: str, metrics: VersionMetrics, record: BatchRecord) -> None:
         metrics.batch_started(record)
-        self._batches.append((version, record))
+        self._batches.add(version, record)
 
     async def info(self) -> dict:
         """Replica id, resident versions and recent batch shapes (tests, debugging)."""
         context = serve.get_replica_context()
-        batches: dict[str, list[list[int]]] = {}
-        for name, record in self._batches:
-            batches.setdefault(name, []).append([record.items, record.requests, record.seq])
         chat = {
             label(resident.key): vars(resident.runtime.stats)
             for resident in self.models.loaded()
@@ -289,7 +293,7 @@ class TaskServer:
             "replica_id": context.replica_id.unique_id,
             "node_id": ray.get_runtime_context().get_node_id(),
             "resident": [label(resident.key) for resident in self.models.loaded()],
-            "batches": batches,
+            "batches": self._batches.by_version(),
             "chat": chat,
             "adapter_bases": self.adapters.bases(),
         }

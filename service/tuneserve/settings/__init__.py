@@ -56,6 +56,9 @@ class TaskServerSettings(BaseModel):
     serving: ServingSettings
     limits: LimitSettings
     telemetry: TelemetrySettings
+    # a task server answers its own route (one hop): it checks the caller's key itself
+    auth: AuthSettings
+    admin_token: SecretStr | None
 
 
 class Settings(BaseSettings):
@@ -118,6 +121,8 @@ class Settings(BaseSettings):
             serving=self.serving,
             limits=self.limits,
             telemetry=self.telemetry,
+            auth=self.auth,
+            admin_token=self.admin_token,
         )
 
     def fingerprint(self) -> str:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from ray.serve.handle import DeploymentResponseGenerator
 
 from tuneserve.api.openai import (
     AssistantMessage,
@@ -23,8 +22,9 @@ from tuneserve.api.openai import (
 )
 from tuneserve.api.tasks import ErrorBody
 from tuneserve.control.resolver import Target
-from tuneserve.serving.deps import GatewayDep, InferenceCaller
-from tuneserve.serving.errors import as_tuneserve_error, serve_errors_as_ours
+from tuneserve.serving.deps import InferenceCaller, TaskServerDep
+from tuneserve.serving.errors import as_tuneserve_error
+from tuneserve.serving.names import CHAT_PATH
 
 # 500: the model failed mid-completion; 504: the stream ran past serving.chat_stream_timeout_s
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 500, 503, 504)}
@@ -56,24 +56,22 @@ def stream_schemas() -> dict[str, dict]:
     return schema.pop("$defs", {}) | {"ChatCompletionChunk": schema}
 
 
-router = APIRouter(prefix="/v1", tags=["chat"], responses=ERRORS)
+router = APIRouter(tags=["chat"], responses=ERRORS)
 
 
-@router.post(
-    "/chat/completions", response_model=ChatCompletion, responses={200: {"content": STREAMED}}
-)
-async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep, _: InferenceCaller):
+@router.post(CHAT_PATH, response_model=ChatCompletion, responses={200: {"content": STREAMED}})
+async def chat_completions(body: ChatCompletionRequest, server: TaskServerDep, _: InferenceCaller):
     """Generate the assistant's next message; ``stream: true`` sends it token by token."""
-    gateway.check_texts([m.content for m in body.messages], "messages")
-    target = await gateway.resolve(body.model, "chat")
-    settings = gateway.settings
+    front = server.front
+    front.check_texts([m.content for m in body.messages], "messages")
+    target = await front.resolve(body.model)
+    settings = server.settings
     item = body.to_item(settings.serving.default_chat_max_tokens, settings.limits.max_new_tokens)
-    events = gateway.chat_stream(target, item)
+    events = front.chat_stream(target, item)
     try:
-        with serve_errors_as_ours():
-            first = await anext(events)  # a bad prompt fails here, before any header is sent
+        first = await anext(events)  # a bad prompt fails here, before any header is sent
     except BaseException:
-        events.cancel()
+        await events.aclose()
         raise
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -83,11 +81,14 @@ async def chat_completions(body: ChatCompletionRequest, gateway: GatewayDep, _: 
     return await _whole(target, first, events)
 
 
-async def _whole(target: Target, first: dict, events: DeploymentResponseGenerator) -> dict:
+async def _whole(target: Target, first: dict, events: AsyncGenerator[dict, None]) -> dict:
     content, last = [first["text"]], first
-    async for event in events:
-        content.append(event["text"])
-        last = event
+    try:
+        async for event in events:
+            content.append(event["text"])
+            last = event
+    finally:  # a client gone mid-way: the engine drops the sequence
+        await events.aclose()
     usage = last["usage"]
     return ChatCompletion(
         id=completion_id(),
@@ -109,12 +110,12 @@ def _data(payload: dict | str) -> str:
 
 
 async def _sse(
-    target: Target, first: dict, events: DeploymentResponseGenerator, include_usage: bool
+    target: Target, first: dict, events: AsyncGenerator[dict, None], include_usage: bool
 ) -> AsyncIterator[str]:
     """Chunks as OpenAI sends them: role first, then content, finish reason, [DONE].
 
-    A client that disconnects closes this generator; cancelling the replica's stream makes
-    the engine drop the sequence at its next decoding step.
+    A client that disconnects closes this generator; closing the replica's stream makes the
+    engine drop the sequence at its next decoding step.
     """
     chunk = {
         "id": completion_id(),
@@ -149,5 +150,5 @@ async def _sse(
     except Exception as error:  # a failed stream ends with an error event, not a cut line
         yield _data({"error": as_tuneserve_error(error).to_dict()})
     finally:
-        events.cancel()
+        await events.aclose()
     yield _data("[DONE]")
