@@ -6,7 +6,7 @@ arrival order in batches of 1–64 (every batch padded to its longest text), aga
 same queue sorted by length and cut into batches of at most N items, or of at most T
 padded tokens (as TEI does), and what a replica does (``serving/packing.py``: each queue of
 32 sorted and cut by tokens estimated from characters). Sequences/s of each, for the fp32
-weights and the int8 variant; the serving defaults (``serving.max_batch_size``,
+weights and each variant (int8, bf16); the serving defaults (``serving.max_batch_size``,
 ``serving.batch_token_budget``) are chosen from this table.
 """
 
@@ -26,6 +26,7 @@ from tuneserve.tasks.handlers.variants import as_variant
 from tuneserve.zoo.build import build_all
 
 from bench.common import console, print_table, review_sentences, write_results
+from bench.serving import FORMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,16 +83,16 @@ def main() -> None:
         for group in by_length(estimated[start : start + 32], 512)
     ]
     results: dict[str, dict[str, float]] = {}
-    for kind in ("fp32", "int8"):
+    for kind in FORMS:
         handler = as_variant(fp32, kind)
         for name, batches in plans.items():
             results.setdefault(name, {})[kind] = throughput(handler, items, batches)
     reference = results["arrival order, 32 items"]["fp32"]
     print_table(
         "sequences/s by batching plan (÷: to arrival order, 32 items, fp32)",
-        ["plan", "fp32", "÷", "int8", "÷"],
+        ["plan", *(column for kind in FORMS for column in (kind, "÷"))],
         [
-            [name, r["fp32"], r["fp32"] / reference, r["int8"], r["int8"] / reference]
+            [name, *(value for kind in FORMS for value in (r[kind], r[kind] / reference))]
             for name, r in results.items()
         ],
     )

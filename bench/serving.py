@@ -1,13 +1,14 @@
 """Serving benchmark: ``python -m bench.serving`` (``make bench``).
 
 Sentiment (the full-profile MiniLM starter model) at concurrency 1, 8 and 32, all in one
-run: the raw in-process batched forward in fp32 (the reference) and as the int8 variant,
-a naive FastAPI + transformers server doing one forward per request, a plain Ray Serve
-deployment with ``@serve.batch``, and tuneserve at its defaults, asked for fp32 and for int8
-by name (the row marked "serves" is what a request that names no variant gets). Every
+run: the raw in-process batched forward in fp32 (the reference) and as each variant (int8,
+bf16), a naive FastAPI + transformers server doing one forward per request, a plain Ray Serve
+deployment with ``@serve.batch``, and tuneserve at its defaults, asked for each form by name
+(the row marked "serves" is what a request that names no variant gets), then again with
+HAProxy as the HTTP ingress (``ray.haproxy``) on a fresh cluster. Every
 contender runs with torch's default threads (the machine's cores) unless ``--threads`` says
 otherwise; tuneserve with its own default (the replica's cores).
-With ../shared/data, the accuracy of fp32 and int8 on SST-2 sentences the model never saw.
+With ../shared/data, the accuracy of each form on SST-2 sentences the model never saw.
 Then chat: tokens/s and time to first token over 1, 8 and 32 concurrent streams, against
 sequential in-process generation.
 """
@@ -52,6 +53,7 @@ from bench.common import (
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [(1, 60), (8, 200), (32, 320)]  # (concurrency, requests)
 STREAMS = (1, 8, 32)  # concurrent chat streams
+FORMS = ("fp32", "int8", "bf16")  # fp32 and each variant kind
 
 
 def bench_settings(threads: int | None, profile: str) -> Settings:
@@ -95,10 +97,10 @@ def raw_forward(handler: ClassificationHandler, sentences: list[str]) -> dict:
 
 
 def raw_variants(model_dir: Path, sentences: list[str], labelled) -> dict[str, dict]:
-    """fp32 and int8 in-process: speed, and accuracy on labelled SST-2 rows when present."""
+    """Each form in-process: speed, and accuracy on labelled SST-2 rows when present."""
     fp32 = ClassificationHandler.load(model_dir)
     results = {}
-    for kind in ("fp32", "int8"):
+    for kind in FORMS:
         handler = as_variant(fp32, kind)
         results[kind] = raw_forward(handler, sentences)
         if labelled:
@@ -187,6 +189,36 @@ def run_naive(model_dir: Path, threads: int, sentences: list[str]) -> list:
         server.wait()
 
 
+def measure_ours(url: str, sentences: list[str], ingress: str) -> tuple[str, dict[str, list]]:
+    """The variant tuneserve serves unasked, and each form asked for by name at each level."""
+    text = lambda i: {"inputs": sentences[i % len(sentences)], "model": "sentiment"}  # noqa: E731
+    served_as = httpx.post(f"{url}/v1/classify", json=text(0), timeout=60).json()["variant"]
+    ours = {
+        kind: asyncio.run(
+            load_levels(
+                f"tuneserve {kind}{ingress}" + (" (serves)" if kind == served_as else ""),
+                url,
+                "/v1/classify",
+                lambda i, kind=kind: text(i) | {"variant": kind},
+            )
+        )
+        for kind in FORMS
+    }
+    return served_as, ours
+
+
+def run_haproxy(settings: Settings, sentences: list[str]) -> dict[str, list]:
+    """tuneserve again, on a fresh local cluster whose HTTP ingress is HAProxy."""
+    from tuneserve.serving import local
+
+    url = local.start(settings.updated(ray={"haproxy": True}))
+    try:
+        wait_ready(url)
+        return measure_ours(url, sentences, " · HAProxy")[1]
+    finally:
+        local.stop()
+
+
 def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str], args) -> dict:
     from ray import serve
     from tuneserve.serving import local
@@ -196,19 +228,7 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
     url = local.start(settings)
     try:
         wait_ready(url)
-        text = lambda i: {"inputs": sentences[i % len(sentences)], "model": "sentiment"}  # noqa: E731
-        served_as = httpx.post(f"{url}/v1/classify", json=text(0), timeout=60).json()["variant"]
-        ours = {  # each variant asked for by name; which one serves unasked is ``served_as``
-            kind: asyncio.run(
-                load_levels(
-                    f"tuneserve {kind}" + (" (serves)" if kind == served_as else ""),
-                    url,
-                    "/v1/classify",
-                    lambda i, kind=kind: text(i) | {"variant": kind},
-                )
-            )
-            for kind in ("fp32", "int8")
-        }
+        served_as, ours = measure_ours(url, sentences, "")
         serve.run(
             PlainClassifier.bind(str(model_dirs["sentiment"]), torch.get_num_threads()),
             name="plain",
@@ -261,6 +281,7 @@ def main() -> None:
     raw = raw_variants(model_dirs["sentiment"], sentences, labelled)
     naive = run_naive(model_dirs["sentiment"], threads, sentences)
     served = run_ray(settings, model_dirs, sentences, args)
+    haproxy = run_haproxy(settings, sentences)
     sequential = sequential_generate(model_dirs["chat"], 4, args.chat_tokens)
 
     reference = raw["fp32"]["seq_per_s"]
@@ -278,7 +299,12 @@ def main() -> None:
         ]
         for kind, r in raw.items()
     ]
-    ours = [(kind, result) for kind, results in served["ours"].items() for result in results]
+    ours = [
+        (kind, result)
+        for measured in (served["ours"], haproxy)
+        for kind, results in measured.items()
+        for result in results
+    ]
     contenders = [("fp32", r) for r in naive + served["plain"]] + ours
     for kind, result in contenders:
         rows.append(
@@ -338,6 +364,7 @@ def main() -> None:
             "naive": naive,
             "plain": served["plain"],
             "ours": served["ours"],
+            "ours_haproxy": haproxy,
             "served_variant": served["served_as"],
             "chat": {"sequential_tokens_per_s": sequential, "streams": served["chat"]},
         },

@@ -37,7 +37,7 @@ POSTGRES_URL = os.environ.get(
 ZOO_CACHE = ROOT / ".tuneserve" / "test-zoo"
 # Modules that start Ray clusters of their own: they run first, before the session's
 # cluster starts, so that two clusters never share the two cores.
-OWN_CLUSTERS = ("test_cluster.py", "test_durability.py")
+OWN_CLUSTERS = ("test_cluster.py", "test_durability.py", "test_haproxy_ingress.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,7 @@ import pytest
 import ray
 from conftest import production_copy
 from tuneserve.serving.names import task_app_name, task_server_name
+from tuneserve.tasks.handlers.variants import served_variant
 from tuneserve.zoo.recipes import RECIPES
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -127,12 +128,15 @@ def test_each_task_fine_tunes_and_serves_the_new_version(
     new = versions[-1]
     assert new["aliases"] == ["candidate", "production"] and new["base_version"] == 1
     assert new["lineage"]["job"] == job["id"] and new["metrics"]
-    # the candidate's int8 variant was verified on the validation rows, and serves if it passed
+    # the candidate's variants were verified on the validation rows; the fastest that passed
+    # serves (else fp32)
     variants = service_settings.tasks.variants
     if task in variants.tasks:
-        verdict = new["variants"]["int8"]
-        assert verdict["items"] > 0 and 0 <= verdict["agreement"] <= 1 and verdict["speedup"] > 0
-        assert served["variant"] == ("int8" if verdict["serve"] else "fp32")
+        assert set(new["variants"]) == set(variants.kinds)
+        for verdict in new["variants"].values():
+            assert verdict["items"] > 0 and 0 <= verdict["agreement"] <= 1
+            assert verdict["speedup"] > 0
+        assert served["variant"] == served_variant(new["variants"])
         events = http.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100})
         assert any(e["message"].startswith("variants: int8") for e in events.json()["data"])
     else:

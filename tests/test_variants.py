@@ -32,19 +32,33 @@ def test_int8_is_a_quantised_copy_and_leaves_fp32_as_it_was(load_handler):
     assert [o.label for o in int8.predict(items)] == [o.label for o in fp32.predict(items)]
 
 
+def test_bf16_is_a_bfloat16_copy_whose_head_stays_fp32(load_handler):
+    fp32 = load_handler("sentiment")
+    bf16 = as_variant(fp32, "bf16")
+    dtypes = {name: p.dtype for name, p in bf16.model.named_parameters()}
+    assert dtypes["bert.encoder.layer.0.attention.self.query.weight"] == torch.bfloat16
+    assert dtypes["classifier.weight"] == dtypes["bert.pooler.dense.weight"] == torch.float32
+    assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
+    items = [ClassificationItem(text=t) for t in ("A wonderful film.", "Dull and far too long.")]
+    assert bf16.forward(bf16.preprocess(items)).dtype == torch.float32  # scores: fp32 precision
+    assert [o.label for o in bf16.predict(items)] == [o.label for o in fp32.predict(items)]
+
+
 def test_verify_scores_fp32_and_each_variant_on_the_same_rows(load_handler, heldout):
     handler = load_handler("sentiment")
     metrics, verdicts = verify(handler, heldout, VariantSettings(min_speedup=0))
     assert metrics == handler.evaluate(heldout)  # fp32's own metrics, unchanged
-    verdict = verdicts["int8"]
-    assert verdict["items"] == len(heldout) and verdict["metric"] == "accuracy"
-    assert verdict["fp32"] == metrics["accuracy"]
-    assert verdict["agreement"] >= 0.99 and verdict["serve"], verdict
-    assert served_variant(verdicts) == "int8"
+    assert set(verdicts) == {"int8", "bf16"}
+    for verdict in verdicts.values():
+        assert verdict["items"] == len(heldout) and verdict["metric"] == "accuracy"
+        assert verdict["fp32"] == metrics["accuracy"]
+        assert verdict["agreement"] >= 0.99 and verdict["serve"], verdict
+    fastest = max(verdicts, key=lambda kind: verdicts[kind]["speedup"])
+    assert served_variant(verdicts) == fastest
 
 
 def test_a_variant_that_misses_a_threshold_does_not_serve_and_says_why(load_handler, heldout):
-    strict = VariantSettings(min_speedup=1000.0, min_agreement=1.0)
+    strict = VariantSettings(kinds=["int8"], min_speedup=1000.0, min_agreement=1.0)
     _, verdicts = verify(load_handler("sentiment"), heldout, strict)
     verdict = verdicts["int8"]
     assert not verdict["serve"] and "fp32's speed (at least 1000.0x)" in verdict["reason"]
@@ -62,7 +76,7 @@ def test_tasks_without_variants_get_none(load_handler):
 def test_starter_builds_record_their_verdicts(starter_models, zoo_settings):
     """Verdicts from other thresholds or another builder's code (or none: a build from before
     variants) are reached again for the cached model, in seconds, without a rebuild."""
-    assert set(starter_models["sentiment"].variants) == {"int8"}
+    assert set(starter_models["sentiment"].variants) == {"int8", "bf16"}
     assert starter_models["chat"].variants == {}
     expected = fingerprint(zoo_settings.tasks.variants)
     assert {report.variants_fingerprint for report in starter_models.values()} == {expected}
@@ -78,15 +92,17 @@ def test_a_request_gets_the_verified_variant_or_the_one_it_names(
     verdicts = registry.get_version(model, 1).variants
     registry.engine.dispose()
     texts = ["A wonderful film.", "Dull and far too long.", "I loved every minute."]
-    served, fp32, int8 = (
+    served, fp32, int8, bf16 = (
         http.post("/v1/classify", json={"inputs": texts, "model": model} | variant).json()
-        for variant in ({}, {"variant": "fp32"}, {"variant": "int8"})
+        for variant in ({}, {"variant": "fp32"}, {"variant": "int8"}, {"variant": "bf16"})
     )
     assert served["variant"] == served_variant(verdicts)
-    assert fp32["variant"] == "fp32" and int8["variant"] == "int8"
-    assert [r["label"] for r in int8["results"]] == [r["label"] for r in fp32["results"]]
+    assert (fp32["variant"], int8["variant"], bf16["variant"]) == ("fp32", "int8", "bf16")
+    labels = [r["label"] for r in fp32["results"]]
+    assert [r["label"] for r in int8["results"]] == labels
+    assert [r["label"] for r in bf16["results"]] == labels
     listed = http.get(f"/v1/models/{model}/versions").json()["data"]
-    assert listed[0]["variants"] == verdicts and "int8" in verdicts
+    assert listed[0]["variants"] == verdicts and set(verdicts) == {"int8", "bf16"}
 
 
 def test_an_unknown_variant_is_a_422_naming_the_field(ready_service, http):

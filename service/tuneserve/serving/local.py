@@ -23,12 +23,14 @@ def start(settings: Settings) -> str:
 def connect_ray(settings: Settings) -> None:
     """Join the cluster at ``ray_address``, or start a local one under the data dir.
 
-    A local cluster's HTTP proxy gets its middlewares (``proxy.PROXY_CALLBACK``): Serve
-    reads the variable from the environment its processes start with.
+    A local cluster's HTTP proxy gets its middlewares (``proxy.PROXY_CALLBACK``), and is
+    HAProxy when ``ray.haproxy`` says so: Serve reads both from the environment its processes
+    start with.
     """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1" if settings.ray.haproxy else "0"
     if settings.ray.address:
         ray.init(address=settings.ray.address)
         return

@@ -33,8 +33,8 @@ BASE_ENCODER = "encoder"
 
 
 # The forms a version can run in (tasks.handlers.variants builds them): fp32 as trained, int8
-# dynamic quantisation of its linear layers.
-Variant = Literal["fp32", "int8"]
+# dynamic quantisation of its linear layers, bf16 its encoder in bfloat16.
+Variant = Literal["fp32", "int8", "bf16"]
 
 
 class TaskRequest(BaseModel):
@@ -46,8 +46,8 @@ class TaskRequest(BaseModel):
         default=None,
         description="The form of the version to run. Omitted: the one verified to serve "
         "(an optimised variant that passed verification, else fp32; see the version's "
-        "`variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation, even "
-        "where verification rejected it, to compare.",
+        "`variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': "
+        "the encoder in bfloat16; each even where verification rejected it, to compare.",
     )
 
 

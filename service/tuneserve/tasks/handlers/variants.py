@@ -54,7 +54,32 @@ def _int8(model: torch.nn.Module, keep: Sequence[str]) -> torch.nn.Module:
         )
 
 
-BUILDERS: dict[str, Callable[[torch.nn.Module, Sequence[str]], torch.nn.Module]] = {"int8": _int8}
+def _bf16(model: torch.nn.Module, keep: Sequence[str]) -> torch.nn.Module:
+    """``model`` (a copy: converted in place) in bfloat16, but for the modules in ``keep``
+    (the task's head) and the pooler, which stay fp32 and are fed fp32: the scores keep their
+    precision.
+
+    Fast where the CPU has bf16 matrix units (AMX, AVX-512 BF16: oneDNN runs the matmuls
+    there) or on a GPU; elsewhere slower than fp32, and then the speed rule refuses it.
+    Measured on the full sentiment starter's 1,000 held-out rows on a Xeon with AMX: +0.1
+    points, agreement with fp32 99.9%, 2.96x fp32's speed (int8 there: 97.3%, 1.8x).
+    """
+    model.to(torch.bfloat16)
+    for name, module in model.named_modules():
+        if name.split(".")[-1] in (*keep, "pooler"):
+            module.float()
+            module.register_forward_pre_hook(_floating_as_fp32)
+    return model
+
+
+def _floating_as_fp32(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+
+BUILDERS: dict[str, Callable[[torch.nn.Module, Sequence[str]], torch.nn.Module]] = {
+    "int8": _int8,
+    "bf16": _bf16,
+}
 
 
 def fingerprint(settings: VariantSettings) -> str:
