@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRAPE_CONFIG = ROOT / "deployments" / "prometheus" / "prometheus.yml"
 APP = "observed"
 CLF, CHAT = "obs-sentiment", "obs-chat"
-OBSERVED = f'application="{APP}"'  # per-replica series of this app only
+# per-replica series of this deployment only: its gateway and its task applications
+OBSERVED = f'application=~"{APP}(-.+)?"'
 DEADLINE_S = 60
 
 
