@@ -15,7 +15,6 @@ from tuneserve.training.config import TrainingConfig
 from tuneserve.training.fit import (
     cpu_multiplies_bfloat16,
     make_optimizer,
-    make_schedule,
     train_step,
     uses_bfloat16,
 )
@@ -75,33 +74,6 @@ def test_bfloat16_is_chosen_by_setting_then_by_the_hardware():
     assert not uses_bfloat16(TrainingConfig(cpu_bfloat16=False), cpu)
     assert uses_bfloat16(TrainingConfig(cpu_bfloat16=True), cpu)
     assert uses_bfloat16(TrainingConfig(), cpu) == cpu_multiplies_bfloat16()
-
-
-def test_the_schedule_is_transformers_linear_warmup_and_survives_a_checkpoint():
-    """Written out to spare each training worker transformers' optimisation imports: the
-    same factor at every step, and its state restores into a fresh schedule (resume)."""
-    from transformers import get_linear_schedule_with_warmup
-
-    def lrs(schedule, steps: int) -> list[float]:
-        seen = []
-        for _ in range(steps):
-            seen.append(schedule.get_last_lr()[0])
-            schedule.optimizer.step()
-            schedule.step()
-        return seen
-
-    def optimizer() -> torch.optim.Optimizer:
-        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-
-    config, total = TrainingConfig(warmup_ratio=0.2), 23
-    ours = make_schedule(optimizer(), config, total)
-    theirs = get_linear_schedule_with_warmup(optimizer(), int(total * 0.2), total)
-    assert lrs(ours, total) == pytest.approx(lrs(theirs, total))
-    half = make_schedule(optimizer(), config, total)
-    lrs(half, 10)
-    resumed = make_schedule(optimizer(), config, total)
-    resumed.load_state_dict(half.state_dict())
-    assert lrs(resumed, 5) == pytest.approx(lrs(half, 5))
 
 
 def test_ner_labels_only_the_first_piece_of_each_word(handlers):

@@ -6,7 +6,6 @@ the same features, collate, optimizer and schedule, nothing distributed.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
+from transformers import get_linear_schedule_with_warmup
 
 from tuneserve.tasks.handlers.base import TaskHandler
 from tuneserve.training.config import TrainingConfig
@@ -46,21 +46,9 @@ def make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opti
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int):
-    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero.
-
-    transformers' ``get_linear_schedule_with_warmup``, written out: importing it loads
-    ``transformers.optimization`` and through it peft, seconds of every training worker's
-    start (a job's start is mostly process starts and imports).
-    """
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero."""
     warmup = int(total_steps * config.warmup_ratio)
-    factor = functools.partial(_linear_warmup_factor, warmup=warmup, total=total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _linear_warmup_factor(step: int, *, warmup: int, total: int) -> float:
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
 def cpu_multiplies_bfloat16() -> bool:

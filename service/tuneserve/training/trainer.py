@@ -23,7 +23,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.training.config import TrainingConfig
-from tuneserve.training.worker_entry import train_loop_per_worker
+from tuneserve.training.loop import train_loop_per_worker
 
 logger = logging.getLogger("tuneserve.runner")
 POLL_S = 0.5  # how often the runner looks at a Ray task it waits for (cancel, heartbeat)
