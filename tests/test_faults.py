@@ -47,6 +47,15 @@ TASK = "classification"
 THREADS = 4  # concurrent clients of the traffic
 
 
+def _error_type(answer: httpx.Response) -> str:
+    """The error's type, or what came instead of our JSON shape (recorded, never raised in
+    a traffic thread, where it would go unseen)."""
+    try:
+        return answer.json()["error"]["type"]
+    except (ValueError, KeyError, TypeError):
+        return f"not our shape: {answer.headers.get('content-type')} {answer.text[:80]!r}"
+
+
 class Traffic:
     """Concurrent classification requests until the block ends; every answer is recorded as
     (finished at, status, error type), status 0 for a connection that failed."""
@@ -67,7 +76,7 @@ class Traffic:
                 except httpx.TransportError as error:
                     self.answers.append((time.monotonic(), 0, type(error).__name__))
                     continue
-                error = None if answer.status_code == 200 else answer.json()["error"]["type"]
+                error = None if answer.status_code == 200 else _error_type(answer)
                 self.answers.append((time.monotonic(), answer.status_code, error))
 
     def __enter__(self) -> Traffic:

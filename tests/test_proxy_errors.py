@@ -66,6 +66,17 @@ def test_a_replica_that_died_holding_the_request_says_retry_not_500():
     assert json.loads(body)["error"]["type"] == "service_unavailable"
 
 
+def test_a_request_the_proxy_leaves_unanswered_is_a_503_to_retry():
+    """Serve's proxy sends nothing at all when the replica died holding the request."""
+
+    async def silent(scope, receive, send) -> None:
+        return None
+
+    status, headers, body = through_proxy_errors(silent)
+    assert status == 503 and headers[b"retry-after"] == b"1"
+    assert json.loads(body)["error"]["type"] == "service_unavailable"
+
+
 @pytest.mark.parametrize(("status", "kind"), [(408, "timeout_error"), (404, "not_found_error")])
 def test_other_proxy_errors_keep_their_status_in_our_shape(status, kind):
     got, _, body = through_proxy_errors(answer(status, b"Request abc timed out.", PLAIN))

@@ -9,8 +9,8 @@ arrives, from the moment it routes the request (also while the request waits for
 replica) until the replica's answer is complete; only a guard in the proxy bounds that.
 
 The error shape: the proxy answers some requests itself, in plain text — a task server's
-queue is full (503, with ``Retry-After``), its replica died holding the request (500), the
-request timed out (408). Inference requests go from the proxy straight to a task server's
+queue is full (503, with ``Retry-After``), the request timed out (408) — or not at all: its
+replica died holding the request. Inference requests go from the proxy straight to a task server's
 replica, with no gateway to turn those into JSON, so this does: every error a client gets
 has the ``{"error": {...}}`` body, and a replica that died says "retry" (503), not 500.
 """
@@ -18,6 +18,7 @@ has the ``{"error": {...}}`` body, and a replica that died says "retry" (503), n
 from __future__ import annotations
 
 from starlette.middleware import Middleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneserve.errors import NotFound, Timeout, TuneserveError, Unavailable
@@ -25,6 +26,7 @@ from tuneserve.serving.body_limit import BodyLimit, proxy_rules
 from tuneserve.serving.errors import error_response
 
 PROXY_CALLBACK = "tuneserve.serving.proxy:proxy_middlewares"
+REPLICA_GONE = "the server process handling this request stopped; retry shortly"
 # headers of the proxy's answer that ours replaces (the request id and the rest stay)
 _REPLACED = {b"content-type", b"content-length", b"retry-after", b"www-authenticate"}
 
@@ -58,12 +60,15 @@ class ProxyErrors:
             return
         held: Message | None = None  # the start of a plain-text error, until its body ends
         body = b""
+        started = False
 
         async def send_ours(message: Message) -> None:
-            nonlocal held, body
-            if message["type"] == "http.response.start" and _plain_error(message):
-                held = message
-                return
+            nonlocal held, body, started
+            if message["type"] == "http.response.start":
+                started = True
+                if _plain_error(message):
+                    held = message
+                    return
             if held is None:
                 await send(message)
                 return
@@ -74,11 +79,17 @@ class ProxyErrors:
                 retry = headers.get(b"retry-after", b"").decode("latin-1") or None
                 response = error_response(as_ours(held["status"], text, retry))
                 kept = [(k, v) for k, v in held.get("headers", []) if k.lower() not in _REPLACED]
-                start = {"type": "http.response.start", "status": response.status_code}
-                await send(start | {"headers": kept + response.raw_headers})
-                await send({"type": "http.response.body", "body": response.body})
+                await _send(send, response, kept)
 
         await self.app(scope, receive, send_ours)
+        if not started:  # Serve's proxy sends nothing when the replica died holding it
+            await _send(send, error_response(Unavailable(REPLICA_GONE, retry_after_s=1)))
+
+
+async def _send(send: Send, response: Response, headers: list | None = None) -> None:
+    start = {"type": "http.response.start", "status": response.status_code}
+    await send(start | {"headers": [*(headers or []), *response.raw_headers]})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _plain_error(start: Message) -> bool:
