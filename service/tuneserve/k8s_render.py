@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from tuneserve.serving.names import task_app_name, task_path
+from tuneserve.serving.names import routed_tasks, task_app_name
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 
@@ -82,17 +82,15 @@ def _check_task_apps(gateway: dict, settings: Settings, tasks: list[dict]) -> se
     base = (gateway.get("route_prefix") or "/").rstrip("/")
     catalog = TaskCatalog.load(settings.tasks.modules)
     names = set()
-    for spec in catalog.select(settings.serving.served_tasks):
-        if (path := task_path(spec)) is None:
-            continue
-        name = task_app_name(settings.app_name, spec.name)
+    for task, path in routed_tasks(catalog, settings.serving.served_tasks).items():
+        name = task_app_name(settings.app_name, task)
         application = by_name.get(name)
         if application is None:
-            raise ValueError(f"task {spec.name!r} is served but has no application {name!r}")
+            raise ValueError(f"task {task!r} is served but has no application {name!r}")
         args = application.get("args") or {}
-        if args.get("task") != spec.name or args.get("settings") != gateway.get("args"):
+        if args.get("task") != task or args.get("settings") != gateway.get("args"):
             raise ValueError(
-                f"application {name!r}: args must be {{task: {spec.name}, settings: <the "
+                f"application {name!r}: args must be {{task: {task}, settings: <the "
                 f"settings of {settings.app_name!r}>}} (a YAML alias of them)"
             )
         if application.get("route_prefix") != base + path:

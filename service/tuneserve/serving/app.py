@@ -27,7 +27,7 @@ from tuneserve.registry.keys import KeyStore
 from tuneserve.serving.api import create_api, task_api
 from tuneserve.serving.fleet import ServePromoter
 from tuneserve.serving.gateway import Gateway
-from tuneserve.serving.names import task_app_name, task_path, task_server_name
+from tuneserve.serving.names import routed_tasks, task_app_name, task_server_name
 from tuneserve.serving.task_server import TaskServer
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
@@ -55,10 +55,9 @@ def build_apps(
     settings = checked(settings, bind_host)
     base = prefix.rstrip("/")
     apps = [ServeApp(settings.app_name, prefix, build_gateway(settings))]
-    for spec in TaskCatalog.load(settings.tasks.modules).select(settings.serving.served_tasks):
-        if (path := task_path(spec)) is not None:
-            name = task_app_name(settings.app_name, spec.name)
-            apps.append(ServeApp(name, base + path, build_task_app(settings, spec.name)))
+    for task, path in _routed(settings).items():
+        name = task_app_name(settings.app_name, task)
+        apps.append(ServeApp(name, base + path, build_task_app(settings, task)))
     return apps
 
 
@@ -74,10 +73,13 @@ def serve_apps(settings: Settings, bind_host: str | None = None, prefix: str = "
 
 def delete_apps(settings: Settings) -> None:
     """Remove every application ``serve_apps`` deployed for ``settings``."""
-    catalog = TaskCatalog.load(settings.tasks.modules)
-    for spec in catalog.select(settings.serving.served_tasks):
-        serve.delete(task_app_name(settings.app_name, spec.name))
+    for task in _routed(settings):
+        serve.delete(task_app_name(settings.app_name, task))
     serve.delete(settings.app_name)
+
+
+def _routed(settings: Settings) -> dict[str, str]:
+    return routed_tasks(TaskCatalog.load(settings.tasks.modules), settings.serving.served_tasks)
 
 
 def checked(settings: Settings, bind_host: str | None) -> Settings:

@@ -26,6 +26,7 @@ from tuneserve.logs import configure_logging
 from tuneserve.registry import connect
 from tuneserve.serving.fleet import ServeFleet
 from tuneserve.serving.front import authenticate, make_authenticator
+from tuneserve.serving.names import routed_tasks
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.telemetry import Recorder
@@ -49,7 +50,7 @@ class Gateway:
         self.settings = settings
         self.promote = promote  # handed to the job runner this gateway may start
         self.catalog = TaskCatalog.load(settings.tasks.modules)
-        self.tasks = [spec.name for spec in self.catalog.select(settings.serving.served_tasks)]
+        self.tasks = list(routed_tasks(self.catalog, settings.serving.served_tasks))
         self.fleet = ServeFleet(settings.app_name)
         self.recorder = Recorder(settings.telemetry.metrics_enabled)
         self._connect_lock = threading.Lock()

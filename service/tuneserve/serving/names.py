@@ -6,6 +6,9 @@ read them without loading a server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.tasks.spec import TaskSpec
 
 TASK_ROUTE_PREFIX = "/v1"  # a generated task route is POST /v1/<spec.route>
@@ -27,3 +30,11 @@ def task_path(spec: TaskSpec) -> str | None:
     if spec.streams:
         return CHAT_PATH
     return f"{TASK_ROUTE_PREFIX}{spec.route}" if spec.route is not None else None
+
+
+def routed_tasks(catalog: TaskCatalog, served: Sequence[str] | None) -> dict[str, str]:
+    """Each served task that has a route, by name, with its path: one Serve application
+    each (the apps built, the ones the gateway asks for readiness, a Serve config's list)."""
+    return {
+        spec.name: path for spec in catalog.select(served) if (path := task_path(spec)) is not None
+    }
