@@ -198,9 +198,11 @@ def test_resource_errors_fail_fast(http, copies):
         assert time.monotonic() - started < 60
 
 
-def _training_workers() -> int:
-    table = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return sum("RayTrainWorker" in line for line in table.splitlines())
+def _processes(title: str) -> set[int]:
+    """Ids of this machine's processes whose command line (Ray's process title) holds
+    ``title``."""
+    table = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in table.splitlines() if title in line}
 
 
 def test_cancel_stops_training_and_frees_the_cluster(http, copies, task_jobs):
@@ -220,14 +222,25 @@ def test_cancel_stops_training_and_frees_the_cluster(http, copies, task_jobs):
     ):
         assert time.monotonic() < deadline, "training never reached a step"
         time.sleep(0.2)
+    (host,) = _processes("ray::FitHost.fit")  # the process that called Ray Train's fit
     assert http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").status_code == 200
     cancelled_at = time.monotonic()
     assert wait_for(http, job["id"], timeout_s=30)["status"] == "cancelled"
-    while ray.available_resources().get("CPU", 0) < free_before or _training_workers():
+    while (
+        ray.available_resources().get("CPU", 0) < free_before
+        or _processes("RayTrainWorker")
+        or host in _processes("ray::FitHost")  # the run's host goes with it
+    ):
         assert time.monotonic() - cancelled_at < 10, "resources not back within 10 s"
         time.sleep(0.1)
+    assert not _processes("ray::FitHost.fit")
     again = http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
     assert again.status_code == 409
+    # and a warm host (its imports done: Ray names the process once the class is loaded)
+    # waits for the next run
+    while not _processes("ray::FitHost") - {host}:
+        assert time.monotonic() - cancelled_at < 60, "no warm host for the next run"
+        time.sleep(0.2)
 
 
 def test_two_worker_ddp_job(http, copies, task_jobs):

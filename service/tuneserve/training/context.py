@@ -18,6 +18,7 @@ from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.evaluate import Weights, evaluate_both
+from tuneserve.training.fit_host import FitHosts
 from tuneserve.training.trainer import POLL_S, Plan, TrainOutcome, cancel_asked, train
 
 # (model, version, expected production, reason) → how it went; raises Conflict when
@@ -28,7 +29,8 @@ RUN_STATES = ("running", "evaluating")  # a job the runner has started and not f
 
 def train_on_ray(job: JobInfo, plan: Plan, ctx: JobContext) -> TrainOutcome | None:
     """Fit on Ray Train; None if the job was cancelled meanwhile."""
-    return train(job, plan, ctx.settings, ctx.jobs, ctx.reporter, ctx.heartbeat)
+    hosts = ctx.fit_hosts or FitHosts(warm=0)
+    return train(job, plan, ctx.settings, ctx.jobs, ctx.reporter, ctx.heartbeat, hosts)
 
 
 def evaluate_on_ray(
@@ -63,6 +65,7 @@ class JobContext:
     catalog: TaskCatalog
     promote: Promoter
     reporter: Any = None  # the runner actor: the training workers report through it
+    fit_hosts: FitHosts | None = None  # the runner's warm processes for Ray Train's fit
     heartbeat: Callable[[], None] = _no_heartbeat  # "this worker of the runner is alive"
     train: Callable[[JobInfo, Plan, JobContext], TrainOutcome | None] = train_on_ray
     evaluate: Callable[[JobInfo, Plan, dict[str, str], JobContext], dict | None] = evaluate_on_ray

@@ -29,6 +29,7 @@ from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.catalog import RUNNER_HEARTBEAT_AGE
 from tuneserve.training.context import JobContext, Promoter
+from tuneserve.training.fit_host import FitHosts
 from tuneserve.training.identity import RUNNER_NAME
 from tuneserve.training.reconcile import Sweeper, reconcile
 from tuneserve.training.supervisor import JobSupervisor
@@ -47,7 +48,14 @@ class JobRunner:
         catalog = TaskCatalog.load(settings.tasks.modules)
         me = ray.get_runtime_context().current_actor  # what training workers report to
         self.context = JobContext(
-            settings, registry, store, self.jobs, catalog, promote, reporter=me
+            settings,
+            registry,
+            store,
+            self.jobs,
+            catalog,
+            promote,
+            reporter=me,
+            fit_hosts=FitHosts(warm=settings.training.warm_fit_hosts),
         )
         # before any job is taken: settle interrupted jobs, collect storage; then sweep
         reconcile(settings, registry, store, self.jobs)

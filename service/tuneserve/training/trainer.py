@@ -8,7 +8,6 @@ learn of a cancel) through the runner actor, so no database URL or credential tr
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.training.config import TrainingConfig
+from tuneserve.training.fit_host import FitHosts
 from tuneserve.training.loop import train_loop_per_worker
 
 logger = logging.getLogger("tuneserve.runner")
@@ -106,23 +106,6 @@ def check_resources(config: TrainingConfig, worker_resources: dict[str, float]) 
             f"{free.get('GPU', 0):g} GPUs are free now",
             "hyperparameters.num_workers",
         )
-
-
-@ray.remote(num_cpus=0)
-def _fit(trainer: TorchTrainer, start_timeout_s: float) -> dict[str, Any]:
-    """Runs in its own task, so that a cancel can kill it (and the workers it owns).
-
-    Ray Train v2 reads the worker-group start timeout from the environment of the process
-    that calls ``fit``; without it (and ``controller_failure_limit=0``) a placement that can
-    never be met is retried forever.
-    """
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(start_timeout_s)
-    result = trainer.fit()
-    return {
-        "metrics": result.metrics,
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
-        "checkpoints": [(c.path, m) for c, m in (result.best_checkpoints or [])],
-    }
 
 
 def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: Any) -> TorchTrainer:
@@ -218,35 +201,10 @@ def _wait(ref, job_id: str, jobs: JobStore, grace_s: float, heartbeat: Callable[
     return True
 
 
-def train(
-    job: JobInfo,
-    plan: Plan,
-    settings: Settings,
-    jobs: JobStore,
-    reporter: Any,
-    heartbeat: Callable[[], None],
-) -> TrainOutcome | None:
-    """Fit on Ray Train; None if the job was cancelled (stopped at a step, or killed).
-
-    ``reporter``: the runner actor the workers report to; ``heartbeat``: called while the
-    runner waits, so that its loop shows life during a long run.
-    """
-    before = _reserved_groups()
-    ref = _fit.remote(_trainer(job, plan, settings, reporter), settings.training.start_timeout_s)
-    finished = False
+def _result(ref, job: JobInfo, settings: Settings) -> dict[str, Any]:
+    """The ended run's result, or the JobFailure its error means."""
     try:
-        finished = _wait(ref, job.id, jobs, settings.training.cancel_grace_s, heartbeat)
-    finally:
-        # cancelled, or the runner stopped waiting (an error of its own): the run stops
-        # too, or a retry of the job would train beside it
-        if not finished:
-            ray.cancel(ref, force=True)
-            # runs one job at a time by default, so the groups made since are this job's
-            _release_groups(_reserved_groups() - before)
-    if not finished:
-        return None
-    try:
-        outcome = ray.get(ref)
+        return ray.get(ref)
     except Exception as error:
         if "WorkerGroupStartupTimeoutError" in repr(error):
             raise JobFailure(
@@ -262,7 +220,38 @@ def train(
             f"from the last checkpoint did not get past (reference {reference}); the "
             "service log has the details under that reference",
         ) from error
-    if outcome["metrics"].get("cancelled"):
+
+
+def train(
+    job: JobInfo,
+    plan: Plan,
+    settings: Settings,
+    jobs: JobStore,
+    reporter: Any,
+    heartbeat: Callable[[], None],
+    hosts: FitHosts,
+) -> TrainOutcome | None:
+    """Fit on Ray Train in a host from ``hosts``; None if the job was cancelled (stopped at
+    a step, or killed).
+
+    ``reporter``: the runner actor the workers report to; ``heartbeat``: called while the
+    runner waits, so that its loop shows life during a long run.
+    """
+    before = _reserved_groups()
+    trainer, host = _trainer(job, plan, settings, reporter), hosts.take()
+    ref = host.fit.remote(trainer, settings.training.start_timeout_s)
+    finished = False
+    try:
+        finished = _wait(ref, job.id, jobs, settings.training.cancel_grace_s, heartbeat)
+        outcome = _result(ref, job, settings) if finished else None
+    finally:
+        # ended, cancelled, or the runner stopped waiting (an error of its own): the host
+        # goes, and the run with it, or a retry of the job would train beside it
+        hosts.release(host)
+        if not finished:
+            # runs one job at a time by default, so the groups made since are this job's
+            _release_groups(_reserved_groups() - before)
+    if outcome is None or outcome["metrics"].get("cancelled"):
         return None
     storage = settings.training.checkpoint_url
     return TrainOutcome(
