@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,17 @@ from tuneserve.training.initial_model import initial_model
 
 logger = logging.getLogger("tuneserve.training")
 STATE_DIR = "training_state"  # inside a checkpoint: config, optimizer, schedule, progress
+
+
+@dataclass
+class Epoch:
+    """What one epoch's training pass left for its end: validation, checkpoint, events."""
+
+    number: int
+    loss: float  # summed over its steps
+    batches: int
+    seconds: float  # its training steps only (no validation, no checkpoint)
+    cancelled: bool
 
 
 @dataclass
@@ -176,11 +188,8 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
             | ({"resumed_at_step": progress.step} if resumed else {}),
         )
     run = _Run(config, reporter, job_id, rank, handler, model, optimizer, schedule, total_steps)
-    for epoch in range(progress.epoch + 1, config.n_epochs + 1):
-        cancelled, epoch_loss = run.epoch(epoch, loader, progress)
-        if run.end_epoch(
-            epoch, epoch_loss, len(loader), total, validation_features, progress, cancelled
-        ):
+    for number in range(progress.epoch + 1, config.n_epochs + 1):
+        if run.end_epoch(run.epoch(number, loader, progress), total, validation_features, progress):
             break
 
 
@@ -198,11 +207,12 @@ class _Run:
     schedule: Any
     total_steps: int
 
-    def epoch(self, epoch: int, loader, progress: Progress) -> tuple[bool, float]:
-        """Train one epoch; (cancelled, summed loss)."""
+    def epoch(self, epoch: int, loader, progress: Progress) -> Epoch:
+        """Train one epoch (until its end, or a cancel)."""
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         self.model.train()
+        started, batches = time.perf_counter(), 0
         epoch_loss, config = 0.0, self.config
         bfloat16 = uses_bfloat16(config, next(self.model.parameters()).device)
         for batch in loader:
@@ -210,14 +220,15 @@ class _Run:
                 self.model, batch, self.optimizer, self.schedule, config.max_grad_norm, bfloat16
             ).item()
             progress.step += 1
+            batches += 1
             epoch_loss += loss
             progress.tokens += float(batch["attention_mask"].sum())
             if progress.step == 1 and self.rank == 0:
                 _report(self.reporter, self.job_id, f"first step done: loss {loss:.4f}")
             checks = progress.step % config.check_every_steps == 0
             if checks and all_agree(self._step_event(epoch, progress.step, loss)):
-                return True, epoch_loss
-        return False, epoch_loss
+                return Epoch(epoch, epoch_loss, batches, time.perf_counter() - started, True)
+        return Epoch(epoch, epoch_loss, batches, time.perf_counter() - started, False)
 
     def _step_event(self, epoch: int, step: int, loss: float) -> bool:
         """Rank 0 reports the step; every rank learns whether the job was cancelled."""
@@ -236,21 +247,21 @@ class _Run:
             },
         )
 
-    def end_epoch(
-        self, epoch, epoch_loss, batches, examples, validation_features, progress, cancelled
-    ) -> bool:
+    def end_epoch(self, epoch: Epoch, examples: int, validation_features, progress) -> bool:
         """Validate, checkpoint, and say whether to stop (cancel or early stopping)."""
         validation_loss = _validation_loss(
             self.model, self.handler, validation_features, self.config.batch_size
         )
         metrics = {
-            "epoch": epoch,
+            "epoch": epoch.number,
             "step": progress.step,
-            "train_loss": epoch_loss / max(1, batches),
+            "train_loss": epoch.loss / max(1, epoch.batches),
             "validation_loss": validation_loss,
-            "cancelled": cancelled,
+            "cancelled": epoch.cancelled,
             "trained_tokens": int(total_over_ranks(progress.tokens)),
-            "trained_examples": examples * epoch,
+            "trained_examples": examples * epoch.number,
+            # this rank's training steps in this epoch: throughput without validation's share
+            "epoch_train_seconds": round(epoch.seconds, 3),
         }
         if self.rank == 0:
             # the epoch's mean loss, named apart from the steps' latest train_loss
@@ -259,16 +270,16 @@ class _Run:
             _report(
                 self.reporter,
                 self.job_id,
-                f"epoch {epoch} done: validation loss {validation_loss}",
+                f"epoch {epoch.number} done: validation loss {validation_loss}",
                 event,
             )
         if validation_loss is not None and validation_loss < progress.best_loss:
             progress.best_loss, progress.stale = validation_loss, 0
         else:
             progress.stale += 1
-        progress.epoch = epoch
+        progress.epoch = epoch.number
         _save_checkpoint(
             self.handler, self.config, self.optimizer, self.schedule, progress, metrics
         )
         patience = self.config.early_stopping_patience
-        return cancelled or bool(patience and progress.stale >= patience)
+        return epoch.cancelled or bool(patience and progress.stale >= patience)
