@@ -12,7 +12,6 @@ the run's own controller and workers, which start at that moment.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from typing import Any
@@ -23,8 +22,6 @@ from ray.train.torch import TorchTrainer
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import tuneserve.training.loop  # noqa: F401  (imported here: what makes a host warm)
-
-logger = logging.getLogger("tuneserve.runner")
 
 
 class FitHost:
