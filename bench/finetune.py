@@ -108,8 +108,10 @@ def through_service(
         ):
             time.sleep(0.5)
     assert job["status"] == "succeeded", job["error"]
+    phases = _phases(settings, job["id"], started)
     return {
-        **_phases(settings, job["id"], started),
+        **phases,
+        "samples_per_s": job["trained_examples"] / phases["training_s"],
         "job": job["id"],
         "validation_accuracy": job["result"]["candidate_metrics"]["accuracy"],
         "production_accuracy": job["result"]["production_metrics"]["accuracy"],
@@ -180,8 +182,6 @@ def main() -> None:
         jobs = [through_service(url, settings, train, validation, config) for _ in range(args.jobs)]
     finally:
         local.stop()
-    for job in jobs:
-        job["samples_per_s"] = job["trained_examples"] / job["training_s"]
     service = sorted(jobs, key=lambda job: job["samples_per_s"])[len(jobs) // 2]  # median
     print_table(
         "fine-tuning sentiment: service (Ray Train, 1 worker) vs plain torch loop",

@@ -89,9 +89,9 @@ def main() -> None:
     try:
         wait_ready(url)
         for device, use_gpu in (("gpu", True), ("cpu", False)):
-            job = through_service(url, settings, train, validation, config, use_gpu=use_gpu)
-            job["samples_per_s"] = job["trained_examples"] / job["training_s"]
-            results[f"training_{device}"] = job
+            results[f"training_{device}"] = through_service(
+                url, settings, train, validation, config, use_gpu=use_gpu
+            )
         for device, gpus in (("gpu", 1), ("cpu", 0)):
             url = redeploy_chat(gpu_settings(args.profile, chat_gpus=gpus))
             results[f"chat_{device}"] = asyncio.run(
