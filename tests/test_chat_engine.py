@@ -68,3 +68,32 @@ def test_a_closed_stream_leaves_the_batch(engine):
     assert engine.stats.streams_cancelled == 1
     assert engine.stats.tokens_generated < 20
     assert engine.stats.most_tokens_after_cancel <= 2
+
+
+def test_streams_arriving_together_share_one_prefill(handlers):
+    """The join window holds an empty batch's first stream until the others arrive (here
+    until the batch is full, long before the window ends), so all are prefilled at once."""
+    executor = ThreadPoolExecutor(1)
+
+    async def run_in_thread(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    engine = ChatEngine(handlers["chat"], run_in_thread, max_batch_size=3, join_window_s=60)
+    items = [_item(q, max_tokens=4) for q in QUESTIONS[:3]]
+    expected = [handlers["chat"].predict([item])[0].content for item in items]
+
+    async def arriving_apart(item: ChatItem, delay_s: float) -> str:
+        await asyncio.sleep(delay_s)  # the first stream would be prefilled alone by now
+        return await _collect(engine, item, 0)
+
+    async def main():
+        return await asyncio.gather(
+            *(arriving_apart(item, 0.2 * i) for i, item in enumerate(items))
+        )
+
+    try:
+        assert asyncio.run(main()) == expected
+    finally:
+        executor.shutdown()
+    assert engine.stats.prefills == 1
+    assert engine.stats.largest_batch == 3

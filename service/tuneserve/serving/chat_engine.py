@@ -1,7 +1,8 @@
 """Continuous batching for chat inside one replica.
 
 New streams join the running batch between decoding steps (their prompts are prefilled
-together, then their KV cache is merged in); finished, cancelled, failed or expired streams
+together, then their KV cache is merged in; an empty batch first waits a short join window
+for streams arriving together); finished, cancelled, failed or expired streams
 leave it at the next step. Every step runs on the replica's model thread, so the event
 loop keeps accepting requests while the model works.
 
@@ -30,6 +31,7 @@ from tuneserve.serving.chat_streams import (
     Stream,
     StreamSlots,
     client_error,
+    join_window,
     messages,
 )
 from tuneserve.serving.version_metrics import VersionMetrics, unrecorded
@@ -54,6 +56,7 @@ class ChatEngine:
         metrics: VersionMetrics | None = None,
         *,
         stream_timeout_s: float = 300.0,
+        join_window_s: float = 0.0,
         slots: StreamSlots | None = None,  # a replica shares one between its models
         clock: Callable[[], float] = time.monotonic,  # of deadlines (tests move theirs)
         name: str = "chat",  # the model version, in log lines
@@ -64,6 +67,7 @@ class ChatEngine:
         self.run_in_thread = run_in_thread
         self.max_batch_size = max_batch_size
         self.stream_timeout_s = stream_timeout_s
+        self.join_window_s = join_window_s
         self.slots = slots or StreamSlots(sys.maxsize)
         self.clock = clock
         self.name = name
@@ -73,6 +77,7 @@ class ChatEngine:
         self._active: list[Stream] = []
         self._reset_batch()
         self._loop_task: asyncio.Task | None = None
+        self._arrived = asyncio.Event()  # set by each new stream: ends a join window early
         self._stepping = False  # a step is running in the model thread
 
     # --- streams (event loop) ----------------------------------------------------------
@@ -86,6 +91,7 @@ class ChatEngine:
             deadline = self.clock() + self.stream_timeout_s
             stream = Stream(self.handler.start(item), self.handler.prompt_ids(item), deadline)
             self._waiting.append(stream)
+            self._arrived.set()
             self.stats.streams_started += 1
             if self._loop_task is None or self._loop_task.done():
                 self._loop_task = asyncio.get_running_loop().create_task(self._run())
@@ -147,6 +153,8 @@ class ChatEngine:
             # drops every stream it left (all ended here) before it decodes
 
     async def _run_step(self) -> None:
+        if not self._active and self._waiting:
+            await join_window(self._waiting, self._arrived, self.join_window_s, self.max_batch_size)
         now = self.clock()
         for stream in [*self._active, *self._waiting]:
             if not stream.done and now > stream.deadline:
@@ -240,6 +248,7 @@ class ChatEngine:
     def _prefill(self, joiners: list[Stream]) -> list[Update]:
         """The joiners' prompts in one pass, then their KV cache joins the batch's. A failed
         pass fails only the joiners: the running batch is untouched until the merge."""
+        self.stats.prefills += 1
         try:
             inputs = self.handler.left_padded([s.prompt for s in joiners])
             attention = inputs["attention_mask"]

@@ -131,6 +131,7 @@ class TaskServer:
                 serving.stream_interval_s,
                 metrics,
                 stream_timeout_s=serving.chat_stream_timeout_s,
+                join_window_s=serving.chat_join_window_s,
                 slots=self._stream_slots,
                 name=label(key),
             )

@@ -152,6 +152,13 @@ class ServingSettings(Section):
         description="Least time between two messages of one chat stream; "
         "tokens decoded meanwhile travel together. The first token is sent at once.",
     )
+    chat_join_window_s: float = Field(
+        default=0.05,
+        ge=0,
+        description="When a chat replica's batch is empty, how long after a stream arrives "
+        "it waits for others to prefill with it in one pass (streams arriving together then "
+        "decode without padding). Adds at most this to a lone stream's first token; 0: none.",
+    )
     chat_stream_timeout_s: float = Field(
         default=300.0,
         gt=0,
