@@ -52,6 +52,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.batching
 	$(BIN)/python -m bench.finetune
 	$(BIN)/python -m bench.hotswap

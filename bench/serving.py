@@ -9,16 +9,13 @@ HAProxy as the HTTP ingress (``ray.haproxy``) on a fresh cluster. Every
 contender runs with torch's default threads (the machine's cores) unless ``--threads`` says
 otherwise; tuneserve with its own default (the replica's cores).
 With ../shared/data, the accuracy of each form on SST-2 sentences the model never saw.
-Then chat: tokens/s and time to first token over 1, 8 and 32 concurrent streams, against
-the model in-process, decoding one stream after another and 8 or 32 as one batch (the
-scaling batching alone gives on this machine).
+Chat has its own benchmark, ``bench/chat.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -29,9 +26,7 @@ import httpx
 import torch
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
-from tuneserve.tasks.chat import ChatItem
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
-from tuneserve.tasks.handlers.chat import ChatHandler
 from tuneserve.tasks.handlers.classification import ClassificationHandler
 from tuneserve.tasks.handlers.variants import as_variant
 from tuneserve.zoo.build import build_all
@@ -40,7 +35,6 @@ from tuneserve.zoo.register import register_starter_model
 from bench.common import (
     console,
     free_port,
-    percentile,
     post_json,
     print_table,
     review_sentences,
@@ -53,7 +47,6 @@ from bench.common import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [(1, 60), (8, 200), (32, 320)]  # (concurrency, requests)
-STREAMS = (1, 8, 32)  # concurrent chat streams
 FORMS = ("fp32", "int8", "bf16")  # fp32 and each variant kind
 
 
@@ -124,67 +117,6 @@ async def load_levels(name: str, url: str, path: str, body_of) -> list:
     return results
 
 
-async def chat_streams(url: str, streams: int, max_tokens: int) -> dict:
-    """Aggregate streamed tokens/s over ``streams`` concurrent chat completions, and the
-    time each waited for its first token."""
-    body = {
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    first_token_s: list[float] = []
-
-    async def one(client: httpx.AsyncClient) -> int:
-        tokens, started, first = 0, time.perf_counter(), None
-        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-            async for line in response.aiter_lines():
-                if first is None and '"content"' in line:
-                    first = time.perf_counter() - started
-                if line.startswith("data: {") and '"usage"' in line:
-                    tokens = json.loads(line[6:])["usage"]["completion_tokens"]
-        first_token_s.append(first or 0.0)
-        return tokens
-
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-        await one(client)
-        first_token_s.clear()
-        started = time.perf_counter()
-        counts = await asyncio.gather(*(one(client) for _ in range(streams)))
-    return {
-        "tokens_per_s": sum(counts) / (time.perf_counter() - started),
-        "ttft_p50_ms": 1000 * percentile(first_token_s, 0.5),
-        "ttft_p99_ms": 1000 * percentile(first_token_s, 0.99),
-    }
-
-
-def in_process_generate(model_dir: Path, max_tokens: int) -> dict[int, float]:
-    """Tokens/s of the chat model in this process: one stream decoded after another
-    (``1``), and ``n`` streams decoded as one batch (``n``): how far batching alone carries
-    the model on this machine, with no server in between."""
-    handler = ChatHandler.load(model_dir, max_length=512)
-    item = ChatItem(
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=max_tokens,
-        temperature=0,
-        ignore_eos=True,
-    )
-    handler.predict([item])
-    rates = {}
-    for streams in STREAMS:
-        rounds = 4 if streams == 1 else 1
-        started = time.perf_counter()
-        tokens = sum(
-            out.completion_tokens
-            for _ in range(rounds)
-            for out in handler.predict([item] * streams)
-        )
-        rates[streams] = tokens / (time.perf_counter() - started)
-    return rates
-
-
 def run_naive(model_dir: Path, threads: int, sentences: list[str]) -> list:
     port = free_port()
     server = subprocess.Popen(
@@ -231,7 +163,7 @@ def run_haproxy(settings: Settings, sentences: list[str]) -> dict[str, list]:
         local.stop()
 
 
-def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str], args) -> dict:
+def run_ray(settings: Settings, model_dir: Path, sentences: list[str]) -> dict:
     from ray import serve
     from tuneserve.serving import local
 
@@ -242,7 +174,7 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
         wait_ready(url)
         served_as, ours = measure_ours(url, sentences, "")
         serve.run(
-            PlainClassifier.bind(str(model_dirs["sentiment"]), torch.get_num_threads()),
+            PlainClassifier.bind(str(model_dir), torch.get_num_threads()),
             name="plain",
             route_prefix="/plain",
             blocking=False,
@@ -256,10 +188,9 @@ def run_ray(settings: Settings, model_dirs: dict[str, Path], sentences: list[str
             )
         )
         serve.delete("plain")
-        chat = {n: asyncio.run(chat_streams(url, n, args.chat_tokens)) for n in STREAMS}
     finally:
         local.stop()
-    return {"ours": ours, "served_as": served_as, "plain": plain, "chat": chat}
+    return {"ours": ours, "served_as": served_as, "plain": plain}
 
 
 def main() -> None:
@@ -272,16 +203,16 @@ def main() -> None:
         "torch's own for the baselines, tuneserve's own default for it)",
     )
     parser.add_argument("--profile", default="full", choices=["full", "tiny"])
-    parser.add_argument("--chat-tokens", type=int, default=64)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     settings = bench_settings(args.threads, args.profile)
+    settings = settings.updated(serving={"served_tasks": ["classification"]})
     registry, store = connect(settings.registry)
-    for report in build_all(settings, ["sentiment", "chat"]):
+    for report in build_all(settings, ["sentiment"]):
         register_starter_model(report, settings, registry, store)
-    model_dirs = {name: settings.zoo.dir / name for name in ("sentiment", "chat")}
+    model_dir = settings.zoo.dir / "sentiment"
     sentences = review_sentences(400)
     labelled = sst2_rows(2000, seed=11)
     words = sum(len(s.split()) for s in sentences) / len(sentences)
@@ -290,11 +221,10 @@ def main() -> None:
         f"for the baselines, tuneserve {settings.serving.threads()} per replica"
     )
 
-    raw = raw_variants(model_dirs["sentiment"], sentences, labelled)
-    naive = run_naive(model_dirs["sentiment"], threads, sentences)
-    served = run_ray(settings, model_dirs, sentences, args)
+    raw = raw_variants(model_dir, sentences, labelled)
+    naive = run_naive(model_dir, threads, sentences)
+    served = run_ray(settings, model_dir, sentences)
     haproxy = run_haproxy(settings, sentences)
-    in_process = in_process_generate(model_dirs["chat"], args.chat_tokens)
 
     reference = raw["fp32"]["seq_per_s"]
     accuracy = {kind: raw[kind].get("accuracy", "-") for kind in raw}
@@ -345,33 +275,6 @@ def main() -> None:
         ],
         rows,
     )
-    one_stream = served["chat"][1]["tokens_per_s"]
-    chat_rows = [
-        [
-            "generate in-process, " + ("one after another" if n == 1 else "one batch"),
-            n,
-            rate,
-            rate / in_process[1],
-            "-",
-            "-",
-        ]
-        for n, rate in in_process.items()
-    ] + [
-        [
-            f"tuneserve, {n} concurrent streams",
-            n,
-            r["tokens_per_s"],
-            r["tokens_per_s"] / one_stream,
-            r["ttft_p50_ms"],
-            r["ttft_p99_ms"],
-        ]
-        for n, r in served["chat"].items()
-    ]
-    print_table(
-        f"chat tokens/s ({args.chat_tokens} tokens per stream)",
-        ["contender", "streams", "tokens/s", "÷ its one stream", "TTFT p50 ms", "TTFT p99 ms"],
-        chat_rows,
-    )
     path = write_results(
         "serving",
         {
@@ -386,7 +289,6 @@ def main() -> None:
             "ours": served["ours"],
             "ours_haproxy": haproxy,
             "served_variant": served["served_as"],
-            "chat": {"in_process_tokens_per_s": in_process, "streams": served["chat"]},
         },
     )
     console.print(f"wrote {path}")
