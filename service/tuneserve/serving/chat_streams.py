@@ -188,8 +188,9 @@ async def join_window(waiting: deque[Stream], arrived: asyncio.Event, window_s: 
 
     Streams that arrive together (a burst, a client's parallel calls) are then prefilled in
     one pass and share one KV length. Joining one by one splits the prefill over several
-    steps and leaves left padding that every later step's attention must mask: measured
-    on SmolLM2 with 8 parallel streams, the first token came a third sooner with 50 ms.
+    steps and leaves left padding that every later step's attention must mask. With 50 ms,
+    bench/chat.py's 8 parallel streams on SmolLM2 got their first token at p50 716 ms
+    against 882 ms, and 5.2x one stream's tokens/s against 4.5x.
     """
     window_ends = waiting[0].queued_at + window_s
     while len(waiting) < cap and (left := window_ends - time.perf_counter()) > 0:
