@@ -19,6 +19,7 @@ import time
 import httpx
 from tuneserve.registry import connect
 from tuneserve.serving import local
+from tuneserve.settings import Settings
 from tuneserve.tasks.chat import ChatItem
 from tuneserve.tasks.handlers.chat import ChatHandler
 from tuneserve.zoo.build import build_all
@@ -99,38 +100,20 @@ def summary(rounds: list[dict[int, float]]) -> dict[int, dict[str, float]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="full", choices=["full", "tiny"])
-    parser.add_argument("--tokens", type=int, default=64, help="tokens per stream")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--join-window-s", type=float, default=None, help="serving.chat_join_window_s"
-    )
-    args = parser.parse_args()
-    settings = bench_settings(None, args.profile)
-    serving = {"served_tasks": ["chat"]}
-    if args.join_window_s is not None:
-        serving["chat_join_window_s"] = args.join_window_s
-    settings = settings.updated(serving=serving)
-    registry, store = connect(settings.registry)
-    for report in build_all(settings, ["chat"]):
-        register_starter_model(report, settings, registry, store)
-    model_dir = settings.zoo.dir / "chat"
-
-    handler = ChatHandler.load(model_dir, max_length=512)
-    in_process = [in_process_generate(handler, args.tokens) for _ in range(args.rounds)]
-    del handler
+def through_service(settings: Settings, tokens: int, rounds: int) -> list[dict[int, dict]]:
+    """Each round: 1, 8 and 32 concurrent streams, through one local service."""
     url = local.start(settings)
     try:
         wait_ready(url)
-        served = [
-            {n: asyncio.run(chat_streams(url, n, args.tokens)) for n in STREAMS}
-            for _ in range(args.rounds)
+        return [
+            {n: asyncio.run(chat_streams(url, n, tokens)) for n in STREAMS} for _ in range(rounds)
         ]
     finally:
         local.stop()
 
+
+def write_report(args, settings: Settings, in_process: list[dict], served: list[dict]) -> None:
+    """The table, and the JSON with every round."""
     rates = summary(in_process)
     served_rates = summary([{n: r[n]["tokens_per_s"] for n in STREAMS} for r in served])
     ttft = {n: statistics.median(r[n]["ttft_p50_ms"] for r in served) for n in STREAMS}
@@ -173,6 +156,30 @@ def main() -> None:
         },
     )
     console.print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=["full", "tiny"])
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per stream")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--join-window-s", type=float, default=None, help="serving.chat_join_window_s"
+    )
+    args = parser.parse_args()
+    settings = bench_settings(None, args.profile)
+    serving = {"served_tasks": ["chat"]}
+    if args.join_window_s is not None:
+        serving["chat_join_window_s"] = args.join_window_s
+    settings = settings.updated(serving=serving)
+    registry, store = connect(settings.registry)
+    for report in build_all(settings, ["chat"]):
+        register_starter_model(report, settings, registry, store)
+    handler = ChatHandler.load(settings.zoo.dir / "chat", max_length=512)
+    in_process = [in_process_generate(handler, args.tokens) for _ in range(args.rounds)]
+    del handler
+    served = through_service(settings, args.tokens, args.rounds)
+    write_report(args, settings, in_process, served)
 
 
 if __name__ == "__main__":
