@@ -182,7 +182,9 @@ async def messages(
             return
 
 
-async def join_window(waiting: deque[Stream], arrived: asyncio.Event, window_s: float, cap: int):
+async def join_window(
+    waiting: deque[Stream], arrived: asyncio.Event, window_s: float, cap: int
+) -> None:
     """Hold an empty batch for up to ``window_s`` from its first waiting stream's arrival,
     or until ``cap`` streams wait (``arrived`` is set at each arrival).
 
