@@ -3,9 +3,10 @@
 Tokens/s and time to first token of the embedded chat model (SmolLM2-135M) over 1, 8 and 32
 concurrent streams through tuneserve, beside the model in-process: one stream decoded after
 another, and 8 or 32 decoded as one batch (how far batching alone carries the model on this
-machine, with no server in between). Each is measured ``--rounds`` times, interleaved, and
-each round's ratio to its own one stream is taken in that round: on a small shared machine
-a single run moves by a fifth either way, so the table gives medians and ranges.
+machine, with no server in between). Each is measured ``--rounds`` times (a served round
+runs 1, 8 and 32 streams in turn) and each round's ratio to its own one stream is taken in
+that round: on a small shared machine a single run moves by a fifth either way, so the
+table gives medians and ranges.
 """
 
 from __future__ import annotations

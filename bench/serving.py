@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def raw_forward(handler: ClassificationHandler, sentences: list[str]) -> dict:
         started = time.perf_counter()
         handler.predict_in_chunks(items, 32)
         passes.append(time.perf_counter() - started)
-    batched = len(items) / sorted(passes)[1]
+    batched = len(items) / statistics.median(passes)
     singles = []
     for item in items[:40]:
         t = time.perf_counter()
