@@ -2,12 +2,12 @@
 
 Sentiment (the full-profile MiniLM starter model) at concurrency 1, 8 and 32, all in one
 run: the raw in-process batched forward in fp32 (the reference) and as each variant (int8,
-bf16), a naive FastAPI + transformers server doing one forward per request, a plain Ray Serve
-deployment with ``@serve.batch``, and tuneserve at its defaults, asked for each form by name
-(the row marked "serves" is what a request that names no variant gets), then again with
-HAProxy as the HTTP ingress (``ray.haproxy``) on a fresh cluster. Every
-contender runs with torch's default threads (the machine's cores) unless ``--threads`` says
-otherwise; tuneserve with its own default (the replica's cores).
+bf16, ONNX Runtime fp32 and int8), a naive FastAPI + transformers server doing one forward
+per request, a plain Ray Serve deployment with ``@serve.batch``, and tuneserve at its
+defaults, asked for each form by name (the row marked "serves" is what a request that names
+no variant gets), then again with HAProxy as the HTTP ingress (``ray.haproxy``) on a fresh
+cluster. Every contender runs with torch's default threads (the machine's cores) unless
+``--threads`` says otherwise; tuneserve with its own default (the replica's cores).
 With ../shared/data, the accuracy of each form on SST-2 sentences the model never saw.
 Chat has its own benchmark, ``bench/chat.py``.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import torch
 from tuneserve.registry import connect
-from tuneserve.settings import Settings
+from tuneserve.settings import Settings, VariantSettings
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
 from tuneserve.tasks.handlers.classification import ClassificationHandler
 from tuneserve.tasks.handlers.variants import as_variant
@@ -48,7 +48,7 @@ from bench.common import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [(1, 60), (8, 200), (32, 320)]  # (concurrency, requests)
-FORMS = ("fp32", "int8", "bf16")  # fp32 and each variant kind
+FORMS = ("fp32", *VariantSettings().kinds)  # fp32 and each variant kind
 
 
 def bench_settings(threads: int | None, profile: str) -> Settings:

@@ -9,7 +9,10 @@ from conftest import production_copy
 from tuneserve.registry import connect
 from tuneserve.settings import VariantSettings
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
+from tuneserve.tasks.handlers.onnx_runtime import OnnxRuntimeModel
 from tuneserve.tasks.handlers.variants import as_variant, fingerprint, served_variant, verify
+from tuneserve.tasks.ner import NerItem
+from tuneserve.tasks.qa import QaItem
 from tuneserve.zoo.recipes import RECIPES
 
 
@@ -44,11 +47,58 @@ def test_bf16_is_a_bfloat16_copy_whose_head_stays_fp32(load_handler):
     assert [o.label for o in bf16.predict(items)] == [o.label for o in fp32.predict(items)]
 
 
+# items of different lengths: a batch with padding, longer than the export's example
+ENCODER_ITEMS = {
+    "sentiment": [
+        ClassificationItem(text="A wonderful film, with a cast that plays every scene well."),
+        ClassificationItem(text="Dull."),
+    ],
+    "entities": [
+        NerItem(text="Maria Schmidt flew from Berlin to Lisbon on Monday."),
+        NerItem(text="Hi"),
+    ],
+    "qa": [
+        QaItem(question="Where does Anna work?", context="Anna works at a bakery in Porto. " * 4),
+        QaItem(question="Who?", context="Nobody said."),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(ENCODER_ITEMS))
+def test_onnx_computes_what_fp32_computes_for_every_encoder_task(load_handler, name):
+    """Same precision, same model: the scores match to float rounding. A graph exported with
+    its inputs crossed (the attention mask fed in as token types) fails this by 1e-2."""
+    fp32 = load_handler(name)
+    onnx = as_variant(fp32, "onnx")
+    assert isinstance(onnx.model, OnnxRuntimeModel) and onnx.device == fp32.device
+    batch = fp32.preprocess(ENCODER_ITEMS[name])
+    with torch.inference_mode():
+        expected, got = fp32.forward(batch), onnx.forward(batch)
+    for a, b in zip(_tensors(expected), _tensors(got), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_int8_quantises_the_graph_and_keeps_the_decisions(load_handler):
+    fp32 = load_handler("sentiment")
+    int8 = as_variant(fp32, "onnx-int8")
+    items = ENCODER_ITEMS["sentiment"]
+    batch = fp32.preprocess(items)
+    with torch.inference_mode():
+        expected, got = fp32.forward(batch), int8.forward(batch)
+    assert not torch.allclose(got, expected, atol=1e-6)  # int8 arithmetic, not fp32's
+    torch.testing.assert_close(got, expected, atol=0.05, rtol=0)
+    assert [o.label for o in int8.predict(items)] == [o.label for o in fp32.predict(items)]
+
+
+def _tensors(output: torch.Tensor | tuple) -> tuple[torch.Tensor, ...]:
+    return output if isinstance(output, tuple) else (output,)
+
+
 def test_verify_scores_fp32_and_each_variant_on_the_same_rows(load_handler, heldout):
     handler = load_handler("sentiment")
     metrics, verdicts = verify(handler, heldout, VariantSettings(min_speedup=0))
     assert metrics == handler.evaluate(heldout)  # fp32's own metrics, unchanged
-    assert set(verdicts) == {"int8", "bf16"}
+    assert set(verdicts) == {"int8", "bf16", "onnx", "onnx-int8"}
     for verdict in verdicts.values():
         assert verdict["items"] == len(heldout) and verdict["metric"] == "accuracy"
         assert verdict["fp32"] == metrics["accuracy"]
@@ -76,7 +126,7 @@ def test_tasks_without_variants_get_none(load_handler):
 def test_starter_builds_record_their_verdicts(starter_models, zoo_settings):
     """Verdicts from other thresholds or another builder's code (or none: a build from before
     variants) are reached again for the cached model, in seconds, without a rebuild."""
-    assert set(starter_models["sentiment"].variants) == {"int8", "bf16"}
+    assert set(starter_models["sentiment"].variants) == set(VariantSettings().kinds)
     assert starter_models["chat"].variants == {}
     expected = fingerprint(zoo_settings.tasks.variants)
     assert {report.variants_fingerprint for report in starter_models.values()} == {expected}
@@ -92,17 +142,20 @@ def test_a_request_gets_the_verified_variant_or_the_one_it_names(
     verdicts = registry.get_version(model, 1).variants
     registry.engine.dispose()
     texts = ["A wonderful film.", "Dull and far too long.", "I loved every minute."]
-    served, fp32, int8, bf16 = (
-        http.post("/v1/classify", json={"inputs": texts, "model": model} | variant).json()
-        for variant in ({}, {"variant": "fp32"}, {"variant": "int8"}, {"variant": "bf16"})
-    )
+    served = http.post("/v1/classify", json={"inputs": texts, "model": model}).json()
     assert served["variant"] == served_variant(verdicts)
-    assert (fp32["variant"], int8["variant"], bf16["variant"]) == ("fp32", "int8", "bf16")
-    labels = [r["label"] for r in fp32["results"]]
-    assert [r["label"] for r in int8["results"]] == labels
-    assert [r["label"] for r in bf16["results"]] == labels
+    kinds = ["fp32", *VariantSettings().kinds]
+    named = {
+        kind: http.post(
+            "/v1/classify", json={"inputs": texts, "model": model, "variant": kind}
+        ).json()
+        for kind in kinds
+    }
+    assert [answer["variant"] for answer in named.values()] == kinds
+    labels = {kind: [r["label"] for r in answer["results"]] for kind, answer in named.items()}
+    assert all(found == labels["fp32"] for found in labels.values()), labels
     listed = http.get(f"/v1/models/{model}/versions").json()["data"]
-    assert listed[0]["variants"] == verdicts and set(verdicts) == {"int8", "bf16"}
+    assert listed[0]["variants"] == verdicts and set(verdicts) == set(kinds[1:])
 
 
 def test_an_unknown_variant_is_a_422_naming_the_field(ready_service, http):

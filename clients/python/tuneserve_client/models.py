@@ -149,10 +149,11 @@ class ClassifyRequest(BaseModel):
     Labels per input, best first.
     """
     variant: Annotated[
-        Literal["fp32", "int8", "bf16"] | None, Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
     """
 
 
@@ -613,10 +614,11 @@ class NerRequest(BaseModel):
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
     variant: Annotated[
-        Literal["fp32", "int8", "bf16"] | None, Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
     """
 
 
@@ -626,7 +628,9 @@ class NerResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[NerOutput], Field(title="Results")]
-    variant: Annotated[Literal["fp32", "int8", "bf16"], Field(title="Variant")] = "fp32"
+    variant: Annotated[
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+    ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 
@@ -719,10 +723,11 @@ class QaRequest(BaseModel):
     """
     question: Annotated[Question | None, Field(title="Question")] = None
     variant: Annotated[
-        Literal["fp32", "int8", "bf16"] | None, Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
     """
 
 
@@ -732,7 +737,9 @@ class QaResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[QaOutput], Field(title="Results")]
-    variant: Annotated[Literal["fp32", "int8", "bf16"], Field(title="Variant")] = "fp32"
+    variant: Annotated[
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+    ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 
@@ -788,10 +795,11 @@ class TranslateRequest(BaseModel):
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
     variant: Annotated[
-        Literal["fp32", "int8", "bf16"] | None, Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
     """
 
 
@@ -832,7 +840,7 @@ class VersionPublic(BaseModel):
     task: Annotated[str, Field(title="Task")]
     variants: Annotated[dict[str, Any] | None, Field(title="Variants")] = None
     """
-    Optimised variants verified against fp32 on the validation rows: per variant (int8, bf16), serve, reason, metric, fp32, value, agreement, speedup, items. A request gets the one that serves (or fp32); `variant` in the body picks one.
+    Optimised variants verified against fp32 on the validation rows: per variant (int8, bf16, onnx, onnx-int8), serve, reason, metric, fp32, value, agreement, speedup, items. A request gets the one that serves (or fp32); `variant` in the body picks one.
     """
     version: Annotated[int, Field(title="Version")]
 
@@ -930,7 +938,9 @@ class ClassifyResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[ClassificationOutput], Field(title="Results")]
-    variant: Annotated[Literal["fp32", "int8", "bf16"], Field(title="Variant")] = "fp32"
+    variant: Annotated[
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+    ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 
@@ -1019,7 +1029,9 @@ class TranslateResponse(BaseModel):
     )
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[TranslationOutput], Field(title="Results")]
-    variant: Annotated[Literal["fp32", "int8", "bf16"], Field(title="Variant")] = "fp32"
+    variant: Annotated[
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+    ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
 

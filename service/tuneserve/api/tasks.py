@@ -54,8 +54,9 @@ class VersionPublic(BaseModel):
     variants: dict = Field(
         default_factory=dict,
         description="Optimised variants verified against fp32 on the validation rows: per "
-        "variant (int8, bf16), serve, reason, metric, fp32, value, agreement, speedup, items. A "
-        "request gets the one that serves (or fp32); `variant` in the body picks one.",
+        "variant (int8, bf16, onnx, onnx-int8), serve, reason, metric, fp32, value, "
+        "agreement, speedup, items. A request gets the one that serves (or fp32); `variant` "
+        "in the body picks one.",
     )
     aliases: list[str]
 

@@ -33,8 +33,9 @@ BASE_ENCODER = "encoder"
 
 
 # The forms a version can run in (tasks.handlers.variants builds them): fp32 as trained, int8
-# dynamic quantisation of its linear layers, bf16 its encoder in bfloat16.
-Variant = Literal["fp32", "int8", "bf16"]
+# dynamic quantisation of its linear layers, bf16 its encoder in bfloat16, onnx the model run
+# by ONNX Runtime (its graph fused), onnx-int8 that graph with int8 weights.
+Variant = Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"]
 
 
 class TaskRequest(BaseModel):
@@ -47,7 +48,8 @@ class TaskRequest(BaseModel):
         description="The form of the version to run. Omitted: the one verified to serve "
         "(an optimised variant that passed verification, else fp32; see the version's "
         "`variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': "
-        "the encoder in bfloat16; each even where verification rejected it, to compare.",
+        "the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that "
+        "graph with int8 weights; each even where verification rejected it, to compare.",
     )
 
 
