@@ -9,6 +9,7 @@ from conftest import production_copy
 from tuneserve.registry import connect
 from tuneserve.settings import VariantSettings
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
+from tuneserve.tasks.handlers import onnx_runtime
 from tuneserve.tasks.handlers.onnx_runtime import OnnxRuntimeModel
 from tuneserve.tasks.handlers.variants import as_variant, fingerprint, served_variant, verify
 from tuneserve.tasks.ner import NerItem
@@ -88,6 +89,26 @@ def test_onnx_int8_quantises_the_graph_and_keeps_the_decisions(load_handler):
     assert not torch.allclose(got, expected, atol=1e-6)  # int8 arithmetic, not fp32's
     torch.testing.assert_close(got, expected, atol=0.05, rtol=0)
     assert [o.label for o in int8.predict(items)] == [o.label for o in fp32.predict(items)]
+
+
+def test_onnx_graphs_are_cached_by_what_they_are_built_from(load_handler, tmp_path, monkeypatch):
+    """Verification builds the graph a replica then loads; int8 reuses the fp32 graph; and
+    changed weights never meet a stale graph."""
+    monkeypatch.setattr(onnx_runtime, "CACHE", tmp_path)
+    fp32 = load_handler("sentiment")
+    batch = fp32.preprocess(ENCODER_ITEMS["sentiment"])
+    first = as_variant(fp32, "onnx")
+    as_variant(fp32, "onnx-int8")
+    graphs = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    assert [name.rsplit("-", 1)[1] for name in graphs] == ["fp32.onnx", "int8.onnx"]
+    again = as_variant(fp32, "onnx")
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == graphs
+    with torch.inference_mode():
+        torch.testing.assert_close(again.forward(batch), first.forward(batch))
+        fp32.model.classifier.bias += torch.tensor([2.0, -2.0])
+        changed = as_variant(fp32, "onnx")
+        torch.testing.assert_close(changed.forward(batch), fp32.forward(batch))
+    assert len(list(tmp_path.glob("*.onnx"))) == 3
 
 
 def _tensors(output: torch.Tensor | tuple) -> tuple[torch.Tensor, ...]:
