@@ -54,10 +54,9 @@ class VariantSettings(Section):
     kinds: list[Literal["int8", "bf16", "onnx", "onnx-int8"]] = Field(
         default_factory=lambda: ["int8", "bf16", "onnx", "onnx-int8"],
         description="Variants built and verified when a version is registered (CPU): 'int8' "
-        "is dynamic quantisation of the linear layers, 'bf16' the encoder in bfloat16 (fast "
-        "where the CPU has bf16 matrix units, AMX or AVX-512 BF16), 'onnx' the model "
-        "exported to ONNX Runtime with its graph fused, 'onnx-int8' that graph with int8 "
-        "weights. The fastest that passes serves. Empty: every version serves fp32.",
+        "dynamic quantisation, 'bf16' the encoder in bfloat16 (fast with AMX or AVX-512 "
+        "BF16), 'onnx' ONNX Runtime with the graph fused, 'onnx-int8' that graph in int8. "
+        "The fastest that passes serves. Empty: every version serves fp32.",
     )
     tasks: list[str] = Field(
         default_factory=lambda: ["classification", "ner", "qa"],
