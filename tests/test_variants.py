@@ -183,3 +183,12 @@ def test_an_unknown_variant_is_a_422_naming_the_field(ready_service, http):
     refused = http.post("/v1/classify", json={"inputs": "Fine.", "variant": "fp8"})
     assert refused.status_code == 422
     assert refused.json()["error"]["param"] == "variant"
+
+
+def test_a_variant_of_a_task_without_variants_is_a_400_naming_the_field(ready_service, http):
+    """Translation and chat are decoders: no variant of theirs is built, verified or run."""
+    refused = http.post("/v1/translate", json={"inputs": "The dog.", "variant": "onnx"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "variant"
+    assert "translation model" in refused.json()["error"]["message"]
+    assert http.post("/v1/translate", json={"inputs": "The dog.", "variant": "fp32"}).is_success

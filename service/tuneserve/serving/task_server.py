@@ -75,7 +75,7 @@ class TaskServer:
         loop = asyncio.get_running_loop()
         self._connected = loop.create_task(asyncio.to_thread(connect, settings.registry))
         self._production: dict[str, Key] = {}  # model name → its production's resident key
-        self.keys = VariantKeys(self._connected, self.device)
+        self.keys = VariantKeys(self._connected, self.device, task in settings.tasks.variants.tasks)
         self.front = TaskFront(self.spec, settings, self._connected, self.predict, self.chat)
         self._failed: dict[Key, str] = {}  # versions that could not load, and why
         self._startup = loop.create_task(self._load_production())

@@ -20,9 +20,15 @@ class VariantKeys:
     """Resident keys from the version records a replica has read (each once: a version
     never changes)."""
 
-    def __init__(self, connected: Awaitable[tuple[Registry, ArtifactStore]], device: str):
+    def __init__(
+        self,
+        connected: Awaitable[tuple[Registry, ArtifactStore]],
+        device: str,
+        task_varies: bool = True,
+    ):
         self._connected = connected
         self._device = device
+        self._task_varies = task_varies  # the task is one of ``tasks.variants.tasks``
         self._versions: dict[tuple[str, int], VersionInfo] = {}
 
     async def version(self, name: str, number: int) -> VersionInfo:
@@ -36,17 +42,28 @@ class VariantKeys:
     async def key(self, name: str, number: int, variant: str | None) -> Key:
         """The key of a request for ``variant`` of ``name@number`` (None: the one that serves).
 
-        Optimised variants run on CPU, on versions with weights of their own: a LoRA
-        version, or a replica on a GPU, serves fp32 and refuses another variant (400).
+        Optimised variants run on CPU, for the tasks that have them, on versions with
+        weights of their own: a version of another task (a decoder: ONNX export is for
+        encoders), a LoRA version, or a replica on a GPU serves fp32 and refuses another
+        variant (400).
         """
         version = await self.version(name, number)
-        may_vary = self._device == "cpu" and version.weights_base is None
+        fixed = self._fixed_to_fp32(version)
         if variant is None:
-            return name, number, served_variant(version.variants) if may_vary else FP32
-        if variant != FP32 and not may_vary:
-            where = "a LoRA version" if version.weights_base else f"a {self._device} replica"
-            raise InvalidRequest(f"variant {variant!r} is not available on {where}", "variant")
+            return name, number, FP32 if fixed else served_variant(version.variants)
+        if variant != FP32 and fixed:
+            raise InvalidRequest(f"variant {variant!r} is not available on {fixed}", "variant")
         return name, number, variant
+
+    def _fixed_to_fp32(self, version: VersionInfo) -> str | None:
+        """Where ``version`` runs as fp32 only, said for an error; None where it may vary."""
+        if not self._task_varies:
+            return f"a {version.task} model (tasks.variants.tasks)"
+        if version.weights_base:
+            return "a LoRA version"
+        if self._device != "cpu":
+            return f"a {self._device} replica"
+        return None
 
 
 def label(key: Key) -> str:
