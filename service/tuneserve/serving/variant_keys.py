@@ -52,7 +52,9 @@ class VariantKeys:
         if variant is None:
             return name, number, FP32 if fixed else served_variant(version.variants)
         if variant != FP32 and fixed:
-            raise InvalidRequest(f"variant {variant!r} is not available on {fixed}", "variant")
+            raise InvalidRequest(
+                f"variant {variant!r} is not available on {fixed}", param="variant"
+            )
         return name, number, variant
 
     def _fixed_to_fp32(self, version: VersionInfo) -> str | None:

@@ -18,6 +18,7 @@ steps it would have run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -107,16 +108,24 @@ def _cached(name: str, build: Callable[[Path], Path]) -> Path:
     node never read half a file; the oldest graphs beyond ``CACHED_GRAPHS`` are removed.
     """
     target = CACHE / f"{name}.onnx"
-    if target.exists():
-        target.touch()  # recently used: the last to be removed
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(target)  # recently used: the last to be removed (and never created empty)
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
         os.replace(build(Path(scratch)), target)
-    graphs = sorted(CACHE.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in graphs[CACHED_GRAPHS:]:
-        stale.unlink(missing_ok=True)
+    _prune()
     return target
+
+
+def _prune() -> None:
+    """Remove all but the newest ``CACHED_GRAPHS``; another process may be pruning too."""
+    graphs = []
+    for path in CACHE.glob("*.onnx"):
+        with contextlib.suppress(FileNotFoundError):
+            graphs.append((path.stat().st_mtime, path))
+    for _, stale in sorted(graphs, reverse=True)[CACHED_GRAPHS:]:
+        stale.unlink(missing_ok=True)
 
 
 def _export(model: torch.nn.Module, example: dict[str, torch.Tensor], folder: Path) -> Path:
