@@ -52,13 +52,17 @@ def onnx_model(handler: Any, *, int8: bool) -> OnnxRuntimeModel:
     order = list(inspect.signature(model.forward).parameters)
     example = {name: encoded[name] for name in sorted(encoded, key=order.index)}
     with torch.no_grad():
-        output_type = type(model(**example))
-    keep = (*handler.head_modules, "pooler")
+        reference = model(**example)  # its class and field names: the session's answers
+    outputs, keep = list(reference.keys()), (*handler.head_modules, "pooler")
     key = _key(model, [*example, *keep])
-    path = _cached(f"{key}-fp32", lambda out: _fused(_export(model, example, out), model.config))
+
+    def fused(folder: Path) -> Path:
+        return _fused(_export(model, example, outputs, folder), model.config)
+
+    path = _cached(f"{key}-fp32", fused)
     if int8:
         path = _cached(f"{key}-int8", lambda out: _quantised(path, keep, out))
-    return OnnxRuntimeModel(_session(path), model.config, output_type)
+    return OnnxRuntimeModel(_session(path), model.config, type(reference))
 
 
 class OnnxRuntimeModel(torch.nn.Module):
@@ -128,12 +132,12 @@ def _prune() -> None:
         stale.unlink(missing_ok=True)
 
 
-def _export(model: torch.nn.Module, example: dict[str, torch.Tensor], folder: Path) -> Path:
+def _export(
+    model: torch.nn.Module, example: dict[str, torch.Tensor], output_names: list[str], folder: Path
+) -> Path:
     """The model as ONNX, batch and sequence length left free. torch's TorchScript
     exporter: the graph it writes is the one onnxruntime's BERT fusions recognise."""
     path = folder / "exported.onnx"
-    with torch.no_grad():
-        output_names = list(model(**example).keys())
     axes = {name: {0: "batch", 1: "sequence"} for name in example}
     with warnings.catch_warnings():  # deprecation of the TorchScript exporter, tracer notes
         warnings.simplefilter("ignore")
