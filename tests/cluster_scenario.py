@@ -27,6 +27,7 @@ import httpx
 import ray
 from ray import serve
 from ray.cluster_utils import Cluster
+from ray.serve.exceptions import DeploymentUnavailableError
 from tuneserve.registry import connect, schema
 from tuneserve.registry.db import make_engine
 from tuneserve.serving import local
@@ -180,11 +181,12 @@ def refused_on_sqlite(args: argparse.Namespace, address: str) -> str:
 
 def placements(nodes: dict[str, str], head: str) -> dict[str, list[str]] | None:
     """Which node (head, a, b) runs each replica of each task server; None while a replica
-    Serve still counts does not answer (it died with its node and is not replaced yet)."""
+    Serve still counts does not answer (it died with its node and is not replaced yet), or
+    while this process's router knows of no replica of a task (its only one died)."""
     names = {node_id: name for name, node_id in nodes.items()} | {head: "head"}
     try:
         return {task: sorted(names[r["node_id"]] for r in replicas_of(task)) for task in ROUTES}
-    except ray.exceptions.RayError:
+    except (ray.exceptions.RayError, DeploymentUnavailableError):
         return None
 
 
