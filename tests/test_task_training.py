@@ -8,16 +8,12 @@ from tuneserve.errors import InvalidRequest
 from tuneserve.tasks.chat import ChatRow
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
 from tuneserve.tasks.handlers.base import IGNORED
+from tuneserve.tasks.handlers.cpu import cpu_multiplies_bfloat16
 from tuneserve.tasks.ner import NerRow
 from tuneserve.tasks.qa import QaRow
 from tuneserve.tasks.translation import TranslationRow
 from tuneserve.training.config import TrainingConfig
-from tuneserve.training.fit import (
-    cpu_multiplies_bfloat16,
-    make_optimizer,
-    train_step,
-    uses_bfloat16,
-)
+from tuneserve.training.fit import make_optimizer, train_step, uses_bfloat16
 from tuneserve.zoo.recipes import RECIPES
 
 MODELS = ["sentiment", "entities", "qa", "translate-en-de", "chat"]

@@ -9,7 +9,8 @@ from conftest import production_copy
 from tuneserve.registry import connect
 from tuneserve.settings import VariantSettings
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
-from tuneserve.tasks.handlers import onnx_runtime
+from tuneserve.tasks.handlers import onnx_runtime, variants
+from tuneserve.tasks.handlers.cpu import cpu_multiplies_bfloat16
 from tuneserve.tasks.handlers.onnx_runtime import OnnxRuntimeModel
 from tuneserve.tasks.handlers.variants import as_variant, fingerprint, served_variant, verify
 from tuneserve.tasks.ner import NerItem
@@ -120,12 +121,36 @@ def test_verify_scores_fp32_and_each_variant_on_the_same_rows(load_handler, held
     metrics, verdicts = verify(handler, heldout, VariantSettings(min_speedup=0))
     assert metrics == handler.evaluate(heldout)  # fp32's own metrics, unchanged
     assert set(verdicts) == {"int8", "bf16", "onnx", "onnx-int8"}
+    if not cpu_multiplies_bfloat16():  # this CPU would emulate it (the next test)
+        assert verdicts.pop("bf16")["reason"].startswith("not tried")
     for verdict in verdicts.values():
         assert verdict["items"] == len(heldout) and verdict["metric"] == "accuracy"
         assert verdict["fp32"] == metrics["accuracy"]
         assert verdict["agreement"] >= 0.99 and verdict["serve"], verdict
     fastest = max(verdicts, key=lambda kind: verdicts[kind]["speedup"])
     assert served_variant(verdicts) == fastest
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_tried_only_where_the_cpu_multiplies_it(load_handler, heldout, monkeypatch, native):
+    """Emulated bf16 runs at a fraction of fp32's speed: scoring it would only cost time.
+    The probe is patched, as one machine has one CPU."""
+    monkeypatch.setattr(variants, "cpu_multiplies_bfloat16", lambda: native)
+    settings = VariantSettings(kinds=["bf16"], min_speedup=0)
+    _, verdicts = verify(load_handler("sentiment"), heldout, settings)
+    verdict = verdicts["bf16"]
+    if native:
+        assert verdict["serve"] and verdict["items"] == len(heldout), verdict
+    else:
+        assert verdict == {
+            "serve": False,
+            "reason": "not tried: this CPU has no bfloat16 units (AMX or AVX-512 BF16), and "
+            "emulated bfloat16 runs at a fraction of fp32's speed",
+        }
+        assert served_variant(verdicts) == "fp32"
+    printed = fingerprint(settings)
+    monkeypatch.setattr(variants, "cpu_multiplies_bfloat16", lambda: not native)
+    assert fingerprint(settings) != printed  # another CPU: a cached verdict is reached again
 
 
 def test_a_variant_that_misses_a_threshold_does_not_serve_and_says_why(load_handler, heldout):

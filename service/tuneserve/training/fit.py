@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from transformers import get_linear_schedule_with_warmup
 
 from tuneserve.tasks.handlers.base import TaskHandler
+from tuneserve.tasks.handlers.cpu import cpu_multiplies_bfloat16
 from tuneserve.training.config import TrainingConfig
 
 
@@ -49,12 +50,6 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig, tota
     """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero."""
     warmup = int(total_steps * config.warmup_ratio)
     return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-
-
-def cpu_multiplies_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AMX or AVX-512 BF16)."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def uses_bfloat16(config: TrainingConfig, device: torch.device) -> bool:

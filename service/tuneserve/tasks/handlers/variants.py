@@ -5,8 +5,8 @@ quantisation takes well under a second for an encoder), so it needs no artifact 
 what is stored, in the version's record, is the verdict. ``verify`` scores each variant on
 the same held-out rows as fp32 and serves it only if its primary metric is within the
 tolerance, its outputs agree with fp32's on enough items, and it is faster. A verdict is
-kept for every variant tried, served or not, so that ``/v1/models/{name}/versions`` shows
-why a version serves what it serves.
+kept for every variant of the settings, served, refused or not tried on this hardware, so
+that ``/v1/models/{name}/versions`` shows why a version serves what it serves.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from tuneserve.settings.sections import VariantSettings
 from tuneserve.tasks.handlers import onnx_runtime
 from tuneserve.tasks.handlers.base import TaskHandler
+from tuneserve.tasks.handlers.cpu import cpu_multiplies_bfloat16
 from tuneserve.tasks.handlers.onnx_runtime import onnx_model
 from tuneserve.tasks.spec import TaskSpec
 
@@ -61,7 +62,7 @@ def _bf16(handler: TaskHandler) -> torch.nn.Module:
     which stay fp32 and are fed fp32: the scores keep their precision.
 
     Fast where the CPU has bf16 matrix units (AMX, AVX-512 BF16: oneDNN runs the matmuls
-    there) or on a GPU; elsewhere slower than fp32, and then the speed rule refuses it.
+    there) or on a GPU; elsewhere several times slower than fp32, and not tried there.
     Measured on the full sentiment starter's 1,000 held-out rows on a Xeon with AMX: +0.1
     points, agreement with fp32 99.9%, 2.96x fp32's speed (int8 there: 97.3%, 1.8x).
     """
@@ -99,12 +100,13 @@ BUILDERS: dict[str, Callable[[TaskHandler], torch.nn.Module]] = {
 
 
 def fingerprint(settings: VariantSettings) -> str:
-    """What a verdict depends on besides the model: the thresholds and each builder's code
-    (a cached verdict with another print is reached again)."""
+    """What a verdict depends on besides the model: the thresholds, each builder's code and
+    which kinds this CPU tries (a cached verdict with another print is reached again)."""
     builders = [inspect.getsource(BUILDERS[kind]) for kind in settings.kinds]
     if any(kind.startswith("onnx") for kind in settings.kinds):
         builders.append(inspect.getsource(onnx_runtime))
-    text = json.dumps([settings.model_dump(), builders], sort_keys=True)
+    tried = [kind for kind in settings.kinds if not _not_worth_trying(kind)]
+    text = json.dumps([settings.model_dump(), builders, tried], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -142,10 +144,25 @@ def verify(
     reference = (metrics, *_predicted(handler, items))
     verdicts = {}
     for kind in settings.kinds:
+        if reason := _not_worth_trying(kind):
+            verdicts[kind] = {"serve": False, "reason": reason}
+            continue
         variant = as_variant(handler, kind)
         scored = (variant.evaluate(rows), *_predicted(variant, items))
         verdicts[kind] = _verdict(handler.spec, reference, scored, settings)
     return metrics, verdicts
+
+
+def _not_worth_trying(kind: str) -> str | None:
+    """Why ``kind`` is not tried on this machine, or None. bf16 where the CPU emulates it
+    ran at 0.17-0.23x fp32's speed (a 2-core AVX2 EPYC): the speed rule refused it every
+    time, after scoring every row at a fifth of fp32's speed."""
+    if kind == "bf16" and not cpu_multiplies_bfloat16():
+        return (
+            "not tried: this CPU has no bfloat16 units (AMX or AVX-512 BF16), and emulated "
+            "bfloat16 runs at a fraction of fp32's speed"
+        )
+    return None
 
 
 def _predicted(handler: TaskHandler, items: list) -> tuple[list, float]:
