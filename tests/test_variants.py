@@ -153,6 +153,19 @@ def test_bf16_is_tried_only_where_the_cpu_multiplies_it(load_handler, heldout, m
     assert fingerprint(settings) != printed  # another CPU: a cached verdict is reached again
 
 
+def test_speed_is_timed_in_batches_and_alone(load_handler, heldout, monkeypatch):
+    """A replica serves both shapes: a verdict's speed-up weighs each (README: bf16 on AMX
+    is fast in batches only)."""
+    handler = load_handler("sentiment")
+    items, shapes, predict = handler.items_of(heldout), [], handler.predict
+    monkeypatch.setattr(handler, "predict", lambda some: shapes.append(len(some)) or predict(some))
+    outputs, seconds = variants._predicted(handler, items)
+    assert len(outputs) == len(items) and seconds > 0
+    batches = [min(32, len(items) - start) for start in range(0, len(items), 32)]
+    alone = [1] * min(variants.ALONE, len(items))
+    assert shapes == [1, *batches, *alone]  # a warm-up, every item in batches, some alone
+
+
 def test_a_variant_that_misses_a_threshold_does_not_serve_and_says_why(load_handler, heldout):
     strict = VariantSettings(kinds=["int8"], min_speedup=1000.0, min_agreement=1.0)
     _, verdicts = verify(load_handler("sentiment"), heldout, strict)

@@ -78,8 +78,8 @@ class VariantSettings(Section):
     min_speedup: float = Field(
         default=1.1,
         ge=0,
-        description="How much faster than fp32 the variant must predict the validation rows "
-        "to be worth serving.",
+        description="How much faster than fp32 the variant must serve the validation rows "
+        "(in batches of 32 and one at a time) to be worth serving.",
     )
 
 
