@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import ray
+from conftest import SERVICE_VARIANTS
 from ray import serve
 from ray.cluster_utils import Cluster
 from ray.serve.exceptions import DeploymentUnavailableError
@@ -157,10 +158,7 @@ def scenario_settings(args: argparse.Namespace, address: str, port: int) -> Sett
             },
         },
         training={"default_batch_size": 8, "worker_resources": {"trainer": 1}},
-        # the job's variants as the suite's service verifies them (conftest.SERVICE_VARIANTS):
-        # on agreement alone, so that what serves is no matter of the machine's load, and
-        # int8 alone, as two ONNX exports in the job's evaluation would only add minutes
-        tasks={"variants": {"min_speedup": 0, "kinds": ["int8"]}},
+        tasks=SERVICE_VARIANTS,  # the job's variants verified as the suite's service does
     )
 
 
