@@ -28,6 +28,7 @@ import torch
 from tuneserve.registry import connect
 from tuneserve.settings import Settings, VariantSettings
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
+from tuneserve.tasks.handlers.by_size import BY_SIZE
 from tuneserve.tasks.handlers.classification import ClassificationHandler
 from tuneserve.tasks.handlers.variants import as_variant
 from tuneserve.zoo.build import build_all
@@ -96,12 +97,15 @@ def raw_forward(handler: ClassificationHandler, sentences: list[str]) -> dict:
     return {"seq_per_s": batched, "single_ms": 1000 * sorted(singles)[len(singles) // 2]}
 
 
-def raw_variants(model_dir: Path, sentences: list[str], labelled) -> dict[str, dict]:
-    """Each form in-process: speed, and accuracy on labelled SST-2 rows when present."""
+def raw_variants(
+    model_dir: Path, verdicts: dict[str, dict], sentences: list[str], labelled
+) -> dict[str, dict]:
+    """Each form in-process (``by-size`` where verification recorded it): speed, and
+    accuracy on labelled SST-2 rows when present."""
     fp32 = ClassificationHandler.load(model_dir)
     results = {}
-    for kind in FORMS:
-        handler = as_variant(fp32, kind)
+    for kind in (*FORMS, *([BY_SIZE] if BY_SIZE in verdicts else [])):
+        handler = as_variant(fp32, kind, verdicts)
         results[kind] = raw_forward(handler, sentences)
         if labelled:
             rows = [ClassificationRow(text=text, label=label) for text, label in labelled]
@@ -152,7 +156,7 @@ def measure_ours(url: str, sentences: list[str], ingress: str) -> tuple[str, dic
                 lambda i, kind=kind: text(i) | {"variant": kind},
             )
         )
-        for kind in FORMS
+        for kind in dict.fromkeys((*FORMS, served_as))  # by-size: where it serves
     }
     return served_as, ours
 
@@ -216,8 +220,8 @@ def main() -> None:
     settings = bench_settings(args.threads, args.profile)
     settings = settings.updated(serving={"served_tasks": ["classification"]})
     registry, store = connect(settings.registry)
-    for report in build_all(settings, ["sentiment"]):
-        register_starter_model(report, settings, registry, store)
+    (report,) = build_all(settings, ["sentiment"])
+    register_starter_model(report, settings, registry, store)
     model_dir = settings.zoo.dir / "sentiment"
     sentences = review_sentences(400)
     labelled = sst2_rows(2000, seed=11)
@@ -227,7 +231,7 @@ def main() -> None:
         f"for the baselines, tuneserve {settings.serving.threads()} per replica"
     )
 
-    raw = raw_variants(model_dir, sentences, labelled)
+    raw = raw_variants(model_dir, report.variants or {}, sentences, labelled)
     naive = run_naive(model_dir, threads, sentences)
     served = run_ray(settings, model_dir, sentences)
     haproxy = run_haproxy(settings, sentences)

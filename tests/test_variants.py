@@ -9,7 +9,8 @@ from conftest import production_copy
 from tuneserve.registry import connect
 from tuneserve.settings import VariantSettings
 from tuneserve.tasks.classification import ClassificationItem, ClassificationRow
-from tuneserve.tasks.handlers import onnx_runtime, variants
+from tuneserve.tasks.handlers import by_size, onnx_runtime, variants
+from tuneserve.tasks.handlers.by_size import BY_SIZE, ByBatchSize, Candidate, Speed
 from tuneserve.tasks.handlers.cpu import cpu_multiplies_bfloat16
 from tuneserve.tasks.handlers.onnx_runtime import OnnxRuntimeModel
 from tuneserve.tasks.handlers.variants import as_variant, fingerprint, served_variant, verify
@@ -120,7 +121,12 @@ def test_verify_scores_fp32_and_each_variant_on_the_same_rows(load_handler, held
     handler = load_handler("sentiment")
     metrics, verdicts = verify(handler, heldout, VariantSettings(min_speedup=0))
     assert metrics == handler.evaluate(heldout)  # fp32's own metrics, unchanged
-    assert set(verdicts) == {"int8", "bf16", "onnx", "onnx-int8"}
+    assert set(verdicts) - {BY_SIZE} == {"int8", "bf16", "onnx", "onnx-int8"}
+    if mixed := verdicts.get(BY_SIZE):  # two passed, each fastest at one shape (below)
+        assert verdicts[mixed["small"]]["serve"] and verdicts[mixed["large"]]["serve"]
+        assert mixed["speedup"] >= max(
+            verdicts[mixed["small"]]["speedup"], verdicts[mixed["large"]]["speedup"]
+        )
     if not cpu_multiplies_bfloat16():  # this CPU would emulate it (the next test)
         assert verdicts.pop("bf16")["reason"].startswith("not tried")
     for verdict in verdicts.values():
@@ -159,11 +165,55 @@ def test_speed_is_timed_in_batches_and_alone(load_handler, heldout, monkeypatch)
     handler = load_handler("sentiment")
     items, shapes, predict = handler.items_of(heldout), [], handler.predict
     monkeypatch.setattr(handler, "predict", lambda some: shapes.append(len(some)) or predict(some))
-    outputs, seconds = variants._predicted(handler, items)
-    assert len(outputs) == len(items) and seconds > 0
+    outputs, speed = variants._predicted(handler, items)
+    assert len(outputs) == len(items) and speed.batched > 0 and speed.alone > 0
     batches = [min(32, len(items) - start) for start in range(0, len(items), 32)]
     alone = [1] * min(variants.ALONE, len(items))
     assert shapes == [1, *batches, *alone]  # a warm-up, every item in batches, some alone
+
+
+def test_by_size_runs_small_batches_on_one_variant_and_large_on_the_other(load_handler, heldout):
+    handler = load_handler("sentiment")
+    items = handler.items_of(heldout)[:8]
+    mixed = {BY_SIZE: {"small": "onnx", "large": "int8", "from_rows": 4}}
+    both = as_variant(handler, BY_SIZE, mixed)
+    assert isinstance(both.model, ByBatchSize) and both.model.config is not None
+    onnx, int8 = as_variant(handler, "onnx"), as_variant(handler, "int8")
+    for size, ran_on in [(1, onnx), (3, onnx), (4, int8), (8, int8)]:
+        assert both.predict(items[:size]) == ran_on.predict(items[:size]), size
+    assert both.predict(items[:1]) != int8.predict(items[:1])  # the forms do differ
+    with pytest.raises(ValueError, match="needs its verdict"):
+        as_variant(handler, BY_SIZE, {})
+
+
+def test_by_size_is_verdicted_where_two_passing_variants_win_at_different_sizes(
+    load_handler, monkeypatch
+):
+    """Which variant wins at which size is the hardware's: the per-size clock is patched
+    (each candidate's handler stands for its kind), so that each case reads the same on any
+    machine."""
+    spec = load_handler("sentiment").spec
+    verdict = {"serve": True, "metric": "accuracy", "fp32": 0.9, "items": 9}
+    passed = {
+        "onnx": Candidate("onnx", Speed(3.0, 4.0), verdict | {"value": 0.9, "agreement": 0.995}),
+        "bf16": Candidate("bf16", Speed(1.0, 10.0), verdict | {"value": 0.89, "agreement": 1}),
+    }
+    onnx_clock = dict.fromkeys(by_size.SIZES, 1.0)
+    clock = {"onnx": onnx_clock, "bf16": {2: 3, 4: 2, 8: 0.9, 16: 0.5, 32: 0.4}}
+    monkeypatch.setattr(by_size, "_per_item", lambda kind, items: clock[kind])
+    mixed = by_size.verdict(spec, Speed(batched=3.0, alone=10.0), passed, ["items"])
+    assert mixed["serve"] and mixed["small"] == "onnx" and mixed["large"] == "bf16"
+    assert mixed["from_rows"] == 8  # the first size timed at which bf16 is as fast
+    assert (mixed["speedup_batched"], mixed["speedup_alone"], mixed["speedup"]) == (3, 2.5, 2.6)
+    assert (mixed["value"], mixed["agreement"]) == (0.89, 0.995)  # the worse part's
+    parts = {kind: candidate.verdict | {"speedup": 1.5} for kind, candidate in passed.items()}
+    assert served_variant({**parts, BY_SIZE: mixed}) == BY_SIZE
+
+    clock["bf16"] = dict.fromkeys(by_size.SIZES, 1.5)  # the one fastest alone stays ahead
+    assert by_size.verdict(spec, Speed(3.0, 10.0), passed, ["items"]) is None
+    both_ways = {"onnx": Candidate("onnx", Speed(0.5, 4.0), verdict), "bf16": passed["bf16"]}
+    assert by_size.verdict(spec, Speed(3.0, 10.0), both_ways, ["items"]) is None
+    assert by_size.verdict(spec, Speed(3.0, 10.0), {}, ["items"]) is None
 
 
 def test_a_variant_that_misses_a_threshold_does_not_serve_and_says_why(load_handler, heldout):
@@ -185,7 +235,7 @@ def test_tasks_without_variants_get_none(load_handler):
 def test_starter_builds_record_their_verdicts(starter_models, zoo_settings):
     """Verdicts from other thresholds or another builder's code (or none: a build from before
     variants) are reached again for the cached model, in seconds, without a rebuild."""
-    assert set(starter_models["sentiment"].variants) == set(VariantSettings().kinds)
+    assert set(starter_models["sentiment"].variants) - {BY_SIZE} == set(VariantSettings().kinds)
     assert starter_models["chat"].variants == {}
     expected = fingerprint(zoo_settings.tasks.variants)
     assert {report.variants_fingerprint for report in starter_models.values()} == {expected}
@@ -214,7 +264,7 @@ def test_a_request_gets_the_verified_variant_or_the_one_it_names(
     labels = {kind: [r["label"] for r in answer["results"]] for kind, answer in named.items()}
     assert all(found == labels["fp32"] for found in labels.values()), labels
     listed = http.get(f"/v1/models/{model}/versions").json()["data"]
-    assert listed[0]["variants"] == verdicts and set(verdicts) == set(kinds[1:])
+    assert listed[0]["variants"] == verdicts and set(verdicts) - {BY_SIZE} == set(kinds[1:])
 
 
 def test_an_unknown_variant_is_a_422_naming_the_field(ready_service, http):
@@ -230,3 +280,47 @@ def test_a_variant_of_a_task_without_variants_is_a_400_naming_the_field(ready_se
     assert refused.json()["error"]["param"] == "variant"
     assert "translation model" in refused.json()["error"]["message"]
     assert http.post("/v1/translate", json={"inputs": "The dog.", "variant": "fp32"}).is_success
+
+
+def _copy_with_verdicts(settings, model: str, change) -> str:
+    """Register ``model``: the sentiment starter's version 1 with its verdicts changed by
+    ``change`` (as verification would have written them), made production."""
+    registry, _ = connect(settings.registry)
+    first = registry.get_version("sentiment", 1)
+    registry.create_model(model, "classification", "test copy of sentiment")
+    if not registry.list_versions(model):
+        registry.register_version(
+            model,
+            artifact_uri=first.artifact_uri,
+            sha256=first.sha256,
+            metrics=first.metrics,
+            variants=change(first.variants),
+        )
+        registry.move_alias(model, "production", 1, None)
+    registry.engine.dispose()
+    return model
+
+
+def test_a_version_verified_by_size_serves_by_size_and_others_refuse_it(
+    ready_service, http, service_settings
+):
+    """Whether the starter's own verification finds a mix depends on the machine: one copy
+    is recorded with a ``by-size`` verdict, another without, to serve and refuse it."""
+    mixed = {"serve": True, "speedup": 100.0, "small": "onnx", "large": "int8", "from_rows": 2}
+    model = _copy_with_verdicts(service_settings, "mixed-sentiment", lambda v: v | {BY_SIZE: mixed})
+    texts = ["A wonderful film.", "Dull and far too long.", "I loved every minute."]
+    for inputs in (texts[:1], texts):  # one row: onnx; three: int8
+        served = http.post("/v1/classify", json={"inputs": inputs, "model": model}).json()
+        fp32 = http.post(
+            "/v1/classify", json={"inputs": inputs, "model": model, "variant": "fp32"}
+        ).json()
+        assert served["variant"] == BY_SIZE, served
+        assert [r["label"] for r in served["results"]] == [r["label"] for r in fp32["results"]]
+    unmixed = _copy_with_verdicts(
+        service_settings, "unmixed-sentiment", lambda v: {k: v[k] for k in v if k != BY_SIZE}
+    )
+    body = {"inputs": texts, "model": unmixed, "variant": BY_SIZE}
+    refused = http.post("/v1/classify", json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "variant"
+    assert f"was not verified for {unmixed}@1" in refused.json()["error"]["message"]

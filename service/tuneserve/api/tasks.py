@@ -55,8 +55,10 @@ class VersionPublic(BaseModel):
         default_factory=dict,
         description="Optimised variants verified against fp32 on the validation rows: per "
         "variant (int8, bf16, onnx, onnx-int8), serve, reason, metric, fp32, value, "
-        "agreement, speedup, items. A request gets the one that serves (or fp32); `variant` "
-        "in the body picks one.",
+        "agreement, speedup (in batches of 32 and alone; each shape's as speedup_batched and "
+        "speedup_alone), items; and `by-size` where two that passed are each fastest at one "
+        "batch size (small, large, from_rows). A request gets the one that serves (or fp32); "
+        "`variant` in the body picks one.",
     )
     aliases: list[str]
 

@@ -161,9 +161,9 @@ class TaskServer:
             base = await asyncio.to_thread(store.verified_path, *version.weights_base)
             handler = await self._in_model_thread(self.adapters.add, f"{name}@{number}", base, path)
         else:
-            handler = await self._in_model_thread(
-                lambda: as_variant(self.handler_class.load(path, **self._load_options), variant)
-            )
+            load = functools.partial(self.handler_class.load, path, **self._load_options)
+            fp32 = await self._in_model_thread(load)
+            handler = await self._in_model_thread(as_variant, fp32, variant, version.variants)
         example = self.spec.Item(**self.spec.example)
         await self._in_model_thread(handler.predict, [example])  # warm-up
         return handler

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from tuneserve.errors import InvalidRequest
 from tuneserve.registry import ArtifactStore, Registry, VersionInfo
 from tuneserve.serving.resident import Key
+from tuneserve.tasks.handlers.by_size import BY_SIZE
 from tuneserve.tasks.handlers.variants import FP32, served_variant
 
 
@@ -54,6 +55,12 @@ class VariantKeys:
         if variant != FP32 and fixed:
             raise InvalidRequest(
                 f"variant {variant!r} is not available on {fixed}", param="variant"
+            )
+        if variant == BY_SIZE and BY_SIZE not in version.variants:
+            raise InvalidRequest(
+                f"variant 'by-size' was not verified for {name}@{number}: it needs two verified "
+                "variants, each fastest at one batch size (see the version's variants)",
+                param="variant",
             )
         return name, number, variant
 

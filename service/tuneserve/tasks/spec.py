@@ -34,8 +34,9 @@ BASE_ENCODER = "encoder"
 
 # The forms a version can run in (tasks.handlers.variants builds them): fp32 as trained, int8
 # dynamic quantisation of its linear layers, bf16 its encoder in bfloat16, onnx the model run
-# by ONNX Runtime (its graph fused), onnx-int8 that graph with int8 weights.
-Variant = Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"]
+# by ONNX Runtime (its graph fused), onnx-int8 that graph with int8 weights; by-size two of
+# those that passed, each running the batch sizes it is fastest at.
+Variant = Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"]
 
 
 class TaskRequest(BaseModel):
@@ -49,7 +50,9 @@ class TaskRequest(BaseModel):
         "(an optimised variant that passed verification, else fp32; see the version's "
         "`variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': "
         "the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that "
-        "graph with int8 weights; each even where verification rejected it, to compare.",
+        "graph with int8 weights; each even where verification rejected it, to compare. "
+        "'by-size': two verified variants, small batches on the one fastest alone, large on "
+        "the one fastest in batches (where the version's `variants` has a `by-size` verdict).",
     )
 
 

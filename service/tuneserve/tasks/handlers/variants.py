@@ -24,8 +24,9 @@ import torch
 from pydantic import BaseModel
 
 from tuneserve.settings.sections import VariantSettings
-from tuneserve.tasks.handlers import onnx_runtime
+from tuneserve.tasks.handlers import by_size, onnx_runtime
 from tuneserve.tasks.handlers.base import TaskHandler
+from tuneserve.tasks.handlers.by_size import BY_SIZE, ByBatchSize, Candidate, Speed
 from tuneserve.tasks.handlers.cpu import cpu_multiplies_bfloat16
 from tuneserve.tasks.handlers.onnx_runtime import onnx_model
 from tuneserve.tasks.spec import TaskSpec
@@ -104,7 +105,7 @@ def fingerprint(settings: VariantSettings) -> str:
     """What a verdict depends on besides the model: the thresholds, each builder's code and
     which kinds this CPU tries (a cached verdict with another print is reached again)."""
     builders = [inspect.getsource(BUILDERS[kind]) for kind in settings.kinds]
-    builders.append(inspect.getsource(_predicted))  # how speed is measured
+    builders += [inspect.getsource(_predicted), inspect.getsource(by_size)]  # speed, mixing
     if any(kind.startswith("onnx") for kind in settings.kinds):
         builders.append(inspect.getsource(onnx_runtime))
     tried = [kind for kind in settings.kinds if not _not_worth_trying(kind)]
@@ -112,13 +113,23 @@ def fingerprint(settings: VariantSettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def as_variant(handler: TaskHandler, kind: str) -> TaskHandler:
-    """``handler`` as variant ``kind``: a new handler over a converted copy of its model."""
+def as_variant(
+    handler: TaskHandler, kind: str, verdicts: dict[str, dict] | None = None
+) -> TaskHandler:
+    """``handler`` as variant ``kind``: a new handler over a converted copy of its model
+    (``by-size``: copies as two variants, mixed as its verdict in ``verdicts`` says)."""
     if kind == FP32:
         return handler
     if handler.device.type != "cpu":
         raise ValueError(f"variant {kind!r} runs on CPU only; this model is on {handler.device}")
-    model = BUILDERS[kind](handler)
+    if kind == BY_SIZE:
+        mix = (verdicts or {}).get(BY_SIZE)
+        if mix is None:
+            raise ValueError("variant 'by-size' needs its verdict: none was recorded")
+        small, large = BUILDERS[mix["small"]](handler), BUILDERS[mix["large"]](handler)
+        model = ByBatchSize(small, large, mix["from_rows"])
+    else:
+        model = BUILDERS[kind](handler)
     return type(handler)(
         model, handler.tokenizer, max_length=handler.max_length, options=handler.options
     )
@@ -134,7 +145,8 @@ def served_variant(verdicts: dict[str, dict]) -> str:
 def verify(
     handler: TaskHandler, rows: Sequence[BaseModel], settings: VariantSettings
 ) -> tuple[dict[str, Any], dict[str, dict]]:
-    """fp32's metrics on ``rows``, and a verdict per variant of ``settings.kinds``.
+    """fp32's metrics on ``rows``, and a verdict per variant of ``settings.kinds`` (and a
+    ``by-size`` one where two that passed are each fastest at one shape: ``by_size``).
 
     Each model runs the task's own ``evaluate`` on the rows (the metrics), then predicts
     the request items that ask for them, as a replica would (the agreement and the time).
@@ -144,7 +156,7 @@ def verify(
         return metrics, {}
     items = handler.items_of(rows)
     reference = (metrics, *_predicted(handler, items))
-    verdicts = {}
+    verdicts, passed = {}, {}
     for kind in settings.kinds:
         if reason := _not_worth_trying(kind):
             verdicts[kind] = {"serve": False, "reason": reason}
@@ -152,6 +164,10 @@ def verify(
         variant = as_variant(handler, kind)
         scored = (variant.evaluate(rows), *_predicted(variant, items))
         verdicts[kind] = _verdict(handler.spec, reference, scored, settings)
+        if verdicts[kind]["serve"]:
+            passed[kind] = Candidate(variant, scored[2], verdicts[kind])
+    if mixed := by_size.verdict(handler.spec, reference[2], passed, items):
+        verdicts[BY_SIZE] = mixed
     return metrics, verdicts
 
 
@@ -167,9 +183,9 @@ def _not_worth_trying(kind: str) -> str | None:
     return None
 
 
-def _predicted(handler: TaskHandler, items: list) -> tuple[list, float]:
+def _predicted(handler: TaskHandler, items: list) -> tuple[list, Speed]:
     """Outputs for ``items`` in batches of 32, and the seconds an item takes, on average,
-    served in such a batch plus served alone (after a warm-up).
+    served in such a batch and served alone (after a warm-up).
 
     Both shapes, since a replica serves both: batches under load, one item at a time when
     requests come one by one. Timed on batches alone, a variant whose matrix kernels only
@@ -185,23 +201,23 @@ def _predicted(handler: TaskHandler, items: list) -> tuple[list, float]:
     started = time.perf_counter()
     for item in alone:
         handler.predict([item])
-    return outputs, in_batches + (time.perf_counter() - started) / max(len(alone), 1)
+    return outputs, Speed(in_batches, (time.perf_counter() - started) / max(len(alone), 1))
 
 
 def _verdict(
     spec: TaskSpec,
-    fp32: tuple[dict, list, float],
-    variant: tuple[dict, list, float],
+    fp32: tuple[dict, list, Speed],
+    variant: tuple[dict, list, Speed],
     settings: VariantSettings,
 ) -> dict[str, Any]:
-    (reference, reference_outputs, reference_s), (scores, outputs, seconds) = fp32, variant
+    (reference, reference_outputs, reference_speed), (scores, outputs, speed) = fp32, variant
     agreeing = sum(
         _decisions(a) == _decisions(b) for a, b in zip(reference_outputs, outputs, strict=True)
     )
     agreement = agreeing / max(len(outputs), 1)
     metric = spec.primary_metric
     drop_points = -100 * spec.gain(metric, float(scores[metric]), float(reference[metric]))
-    speedup = reference_s / seconds if seconds > 0 else 0.0
+    speedup = reference_speed.total / speed.total if speed.total > 0 else 0.0
     problems = []
     if drop_points > settings.tolerance_points:
         limit = settings.tolerance_points
@@ -219,6 +235,8 @@ def _verdict(
         "value": float(scores[metric]),
         "agreement": round(agreement, 4),
         "speedup": round(speedup, 2),
+        "speedup_batched": round(reference_speed.batched / max(speed.batched, 1e-9), 2),
+        "speedup_alone": round(reference_speed.alone / max(speed.alone, 1e-9), 2),
         "items": len(outputs),
     }
 
