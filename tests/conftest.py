@@ -8,7 +8,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -226,10 +226,17 @@ def model_dir(tmp_path: Path) -> Path:
     return src
 
 
-def production_copy(settings: Settings, source: str, copy: str, task: str) -> str:
+def production_copy(
+    settings: Settings,
+    source: str,
+    copy: str,
+    task: str,
+    verdicts: Callable[[dict], dict] = lambda variants: variants,
+) -> str:
     """Register ``copy``: version 1 = ``source``'s version 1, and production. Tests that
-    train or promote work on a copy, so the starter models stay as the others expect.
-    Registering the same copy again changes nothing."""
+    train or promote work on a copy, so the starter models stay as the others expect;
+    ``verdicts`` changes the variants' verdicts the copy is recorded with. Registering the
+    same copy again changes nothing."""
     registry, _ = connect(settings.registry)
     first = registry.get_version(source, 1)
     registry.create_model(copy, task, f"test copy of {source}")
@@ -239,7 +246,7 @@ def production_copy(settings: Settings, source: str, copy: str, task: str) -> st
             artifact_uri=first.artifact_uri,
             sha256=first.sha256,
             metrics=first.metrics,
-            variants=first.variants,
+            variants=verdicts(first.variants),
         )
         registry.move_alias(copy, "production", 1, None)
     registry.engine.dispose()

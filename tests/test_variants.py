@@ -282,32 +282,19 @@ def test_a_variant_of_a_task_without_variants_is_a_400_naming_the_field(ready_se
     assert http.post("/v1/translate", json={"inputs": "The dog.", "variant": "fp32"}).is_success
 
 
-def _copy_with_verdicts(settings, model: str, change) -> str:
-    """Register ``model``: the sentiment starter's version 1 with its verdicts changed by
-    ``change`` (as verification would have written them), made production."""
-    registry, _ = connect(settings.registry)
-    first = registry.get_version("sentiment", 1)
-    registry.create_model(model, "classification", "test copy of sentiment")
-    if not registry.list_versions(model):
-        registry.register_version(
-            model,
-            artifact_uri=first.artifact_uri,
-            sha256=first.sha256,
-            metrics=first.metrics,
-            variants=change(first.variants),
-        )
-        registry.move_alias(model, "production", 1, None)
-    registry.engine.dispose()
-    return model
-
-
 def test_a_version_verified_by_size_serves_by_size_and_others_refuse_it(
     ready_service, http, service_settings
 ):
     """Whether the starter's own verification finds a mix depends on the machine: one copy
     is recorded with a ``by-size`` verdict, another without, to serve and refuse it."""
     mixed = {"serve": True, "speedup": 100.0, "small": "onnx", "large": "int8", "from_rows": 2}
-    model = _copy_with_verdicts(service_settings, "mixed-sentiment", lambda v: v | {BY_SIZE: mixed})
+    model = production_copy(
+        service_settings,
+        "sentiment",
+        "mixed-sentiment",
+        "classification",
+        lambda v: v | {BY_SIZE: mixed},
+    )
     texts = ["A wonderful film.", "Dull and far too long.", "I loved every minute."]
     for inputs in (texts[:1], texts):  # one row: onnx; three: int8
         served = http.post("/v1/classify", json={"inputs": inputs, "model": model}).json()
@@ -316,8 +303,12 @@ def test_a_version_verified_by_size_serves_by_size_and_others_refuse_it(
         ).json()
         assert served["variant"] == BY_SIZE, served
         assert [r["label"] for r in served["results"]] == [r["label"] for r in fp32["results"]]
-    unmixed = _copy_with_verdicts(
-        service_settings, "unmixed-sentiment", lambda v: {k: v[k] for k in v if k != BY_SIZE}
+    unmixed = production_copy(
+        service_settings,
+        "sentiment",
+        "unmixed-sentiment",
+        "classification",
+        lambda v: {k: v[k] for k in v if k != BY_SIZE},
     )
     body = {"inputs": texts, "model": unmixed, "variant": BY_SIZE}
     refused = http.post("/v1/classify", json=body)
