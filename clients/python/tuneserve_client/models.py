@@ -149,11 +149,11 @@ class ClassifyRequest(BaseModel):
     Labels per input, best first.
     """
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"] | None,
         Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare. 'by-size': two verified variants, small batches on the one fastest alone, large on the one fastest in batches (where the version's `variants` has a `by-size` verdict).
     """
 
 
@@ -614,11 +614,11 @@ class NerRequest(BaseModel):
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"] | None,
         Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare. 'by-size': two verified variants, small batches on the one fastest alone, large on the one fastest in batches (where the version's `variants` has a `by-size` verdict).
     """
 
 
@@ -629,7 +629,8 @@ class NerResponse(BaseModel):
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[NerOutput], Field(title="Results")]
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"],
+        Field(title="Variant"),
     ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
@@ -723,11 +724,11 @@ class QaRequest(BaseModel):
     """
     question: Annotated[Question | None, Field(title="Question")] = None
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"] | None,
         Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare. 'by-size': two verified variants, small batches on the one fastest alone, large on the one fastest in batches (where the version's `variants` has a `by-size` verdict).
     """
 
 
@@ -738,7 +739,8 @@ class QaResponse(BaseModel):
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[QaOutput], Field(title="Results")]
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"],
+        Field(title="Variant"),
     ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
@@ -795,11 +797,11 @@ class TranslateRequest(BaseModel):
     `name`, `name@<version>` or `name@<alias>`; default: the task's default model at `production`.
     """
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"] | None,
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"] | None,
         Field(title="Variant"),
     ] = None
     """
-    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare.
+    The form of the version to run. Omitted: the one verified to serve (an optimised variant that passed verification, else fp32; see the version's `variants`). 'fp32': the weights as trained. 'int8': dynamic quantisation; 'bf16': the encoder in bfloat16; 'onnx': ONNX Runtime, its graph fused; 'onnx-int8': that graph with int8 weights; each even where verification rejected it, to compare. 'by-size': two verified variants, small batches on the one fastest alone, large on the one fastest in batches (where the version's `variants` has a `by-size` verdict).
     """
 
 
@@ -840,7 +842,7 @@ class VersionPublic(BaseModel):
     task: Annotated[str, Field(title="Task")]
     variants: Annotated[dict[str, Any] | None, Field(title="Variants")] = None
     """
-    Optimised variants verified against fp32 on the validation rows: per variant (int8, bf16, onnx, onnx-int8), serve, reason, metric, fp32, value, agreement, speedup, items. A request gets the one that serves (or fp32); `variant` in the body picks one.
+    Optimised variants verified against fp32 on the validation rows: per variant (int8, bf16, onnx, onnx-int8), serve, reason, metric, fp32, value, agreement, speedup (in batches of 32 and alone; each shape's as speedup_batched and speedup_alone), items; and `by-size` where two that passed are each fastest at one batch size (small, large, from_rows). A request gets the one that serves (or fp32); `variant` in the body picks one.
     """
     version: Annotated[int, Field(title="Version")]
 
@@ -939,7 +941,8 @@ class ClassifyResponse(BaseModel):
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[ClassificationOutput], Field(title="Results")]
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"],
+        Field(title="Variant"),
     ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
@@ -1030,7 +1033,8 @@ class TranslateResponse(BaseModel):
     model: Annotated[str, Field(title="Model")]
     results: Annotated[list[TranslationOutput], Field(title="Results")]
     variant: Annotated[
-        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8"], Field(title="Variant")
+        Literal["fp32", "int8", "bf16", "onnx", "onnx-int8", "by-size"],
+        Field(title="Variant"),
     ] = "fp32"
     version: Annotated[int, Field(title="Version")]
 
