@@ -39,6 +39,16 @@ class Speed:
     def total(self) -> float:
         return self.batched + self.alone
 
+    def speedups(self, fp32: Speed) -> dict[str, float]:
+        """fp32's seconds over these: both shapes together (the rule's), and each shape's
+        (a verdict's ``speedup``, ``speedup_batched``, ``speedup_alone``), unrounded."""
+        shapes = {
+            "speedup": (fp32.total, self.total),
+            "speedup_batched": (fp32.batched, self.batched),
+            "speedup_alone": (fp32.alone, self.alone),
+        }
+        return {name: ref / ours if ours > 0 else 0.0 for name, (ref, ours) in shapes.items()}
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -60,7 +70,7 @@ class ByBatchSize(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return torch.device("cpu")  # variants run on CPU only
+        return self.large.device
 
     def forward(self, **inputs: torch.Tensor) -> Any:
         rows = next(iter(inputs.values())).shape[0]
@@ -94,9 +104,7 @@ def verdict(
         "fp32": worse["fp32"],
         "value": worse["value"],  # the worse of the two
         "agreement": min(part["agreement"] for part in parts),
-        "speedup": round(fp32.total / speed.total, 2),
-        "speedup_batched": round(fp32.batched / speed.batched, 2),
-        "speedup_alone": round(fp32.alone / speed.alone, 2),
+        **{name: round(ratio, 2) for name, ratio in speed.speedups(fp32).items()},
         "items": parts[0]["items"],
         "small": small,
         "large": large,

@@ -217,7 +217,8 @@ def _verdict(
     agreement = agreeing / max(len(outputs), 1)
     metric = spec.primary_metric
     drop_points = -100 * spec.gain(metric, float(scores[metric]), float(reference[metric]))
-    speedup = reference_speed.total / speed.total if speed.total > 0 else 0.0
+    speedups = speed.speedups(reference_speed)
+    speedup = speedups["speedup"]
     problems = []
     if drop_points > settings.tolerance_points:
         limit = settings.tolerance_points
@@ -234,9 +235,7 @@ def _verdict(
         "fp32": float(reference[metric]),
         "value": float(scores[metric]),
         "agreement": round(agreement, 4),
-        "speedup": round(speedup, 2),
-        "speedup_batched": round(reference_speed.batched / max(speed.batched, 1e-9), 2),
-        "speedup_alone": round(reference_speed.alone / max(speed.alone, 1e-9), 2),
+        **{name: round(ratio, 2) for name, ratio in speedups.items()},
         "items": len(outputs),
     }
 
