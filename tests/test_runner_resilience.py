@@ -28,6 +28,7 @@ from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.context import JobContext
+from tuneserve.training.identity import RunnerAddress
 from tuneserve.training.loop import STATE_DIR
 from tuneserve.training.supervisor import JobSupervisor, Slot, backoff
 from tuneserve.training.trainer import JobFailure, Plan, TrainOutcome, _trainer
@@ -507,10 +508,10 @@ def test_train_loop_config_holds_no_database_url_or_credentials(world, tmp_path)
     job = world.jobs.get_job(world.create_job())
     uris = ("file:///base", "0" * 64, "file:///t.arrow", "file:///v.arrow")
     plan = Plan(TrainingConfig(), *uris, [])
-    reporter = object()  # the runner actor's handle, in a runner
+    reporter = RunnerAddress("tuneserve")  # a name, not a handle
     config = _trainer(job, plan, settings, reporter).train_loop_config
     shown = json.dumps(config, default=repr)  # about what Ray Train's dashboard shows
     assert "s3cret-pw" not in shown and "postgresql" not in shown
     assert "database_url" not in shown and "registry" not in config
-    assert config["reporter"] is reporter
+    assert config["reporter"] == reporter
     assert config["artifacts"]["url"] == settings.registry.artifact_url

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import ray
 
@@ -19,6 +18,7 @@ from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.training.evaluate import Weights, evaluate_both
 from tuneserve.training.fit_host import FitHosts
+from tuneserve.training.identity import RunnerAddress
 from tuneserve.training.trainer import POLL_S, Plan, TrainOutcome, cancel_asked, train
 
 # (model, version, expected production, reason) → how it went; raises Conflict when
@@ -64,7 +64,7 @@ class JobContext:
     jobs: JobStore
     catalog: TaskCatalog
     promote: Promoter
-    reporter: Any = None  # the runner actor: the training workers report through it
+    reporter: RunnerAddress | None = None  # the runner, by name: the workers report to it
     fit_hosts: FitHosts | None = None  # the runner's warm processes for Ray Train's fit
     heartbeat: Callable[[], None] = _no_heartbeat  # "this worker of the runner is alive"
     train: Callable[[JobInfo, Plan, JobContext], TrainOutcome | None] = train_on_ray

@@ -8,7 +8,8 @@ failure resumes from the latest checkpoint (``ray.train.get_checkpoint``) instea
 Every rank checks the cancel flag at the same steps and agrees on it.
 
 Workers hold no database connection: events and the cancel flag go through the runner
-actor (``reporter``), and only the artifact store's location reaches them.
+actor (found by the name in ``reporter``), and only the artifact store's location reaches
+them.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def train_loop_per_worker(context: dict[str, Any]) -> None:
     torch.manual_seed(config.seed)
     cache_dir = Path(context["artifacts"]["cache_dir"])
     store = ArtifactStore(context["artifacts"]["url"], cache_dir)
-    reporter, job_id = context["reporter"], context["job_id"]
+    reporter, job_id = context["reporter"].handle(), context["job_id"]
     rank = ray.train.get_context().get_world_rank()
     spec = TaskCatalog.load(context["tasks"]["modules"]).get(context["task"])
     checkpoint = ray.train.get_checkpoint()

@@ -9,6 +9,12 @@ up queued ones where they are. A redeploy that changes the settings replaces it
 survives every error; ``state()`` says how long ago it last went round (its heartbeat),
 and the runner exports that age as a metric. Training workers report their events through
 it (``progress``): they hold no database connection.
+
+This module imports nothing of the training pipeline at its top. Ray imports an actor's
+class module in every process that unpickles a handle of the actor, to learn its methods:
+the gateway replicas (which look the runner up on every job created) and the training
+workers (which report to it) would otherwise import Ray Train, torch and transformers for
+a handle. The pipeline is imported in ``JobRunner.__init__``, in the runner's own process.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -28,17 +34,22 @@ from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.catalog import RUNNER_HEARTBEAT_AGE
-from tuneserve.training.context import JobContext, Promoter
-from tuneserve.training.fit_host import FitHosts
-from tuneserve.training.identity import RUNNER_NAME
-from tuneserve.training.reconcile import Sweeper, reconcile
-from tuneserve.training.supervisor import JobSupervisor
+from tuneserve.training.identity import RUNNER_NAME, RunnerAddress
+
+if TYPE_CHECKING:
+    from tuneserve.training.context import Promoter
 
 logger = logging.getLogger("tuneserve.runner")
 
 
 class JobRunner:
     def __init__(self, settings: Settings, promote: Promoter):
+        # the pipeline, here and not at the top: see the module's docstring
+        from tuneserve.training.context import JobContext
+        from tuneserve.training.fit_host import FitHosts
+        from tuneserve.training.reconcile import Sweeper, reconcile
+        from tuneserve.training.supervisor import JobSupervisor
+
         configure_logging()
         refuse_node_local(settings.registry, ray.nodes())
         self.settings = settings
@@ -46,7 +57,6 @@ class JobRunner:
         registry, store = connect(settings.registry)
         self.jobs = JobStore(registry.engine)
         catalog = TaskCatalog.load(settings.tasks.modules)
-        me = ray.get_runtime_context().current_actor  # what training workers report to
         self.context = JobContext(
             settings,
             registry,
@@ -54,7 +64,7 @@ class JobRunner:
             self.jobs,
             catalog,
             promote,
-            reporter=me,
+            reporter=RunnerAddress(settings.app_name),
             fit_hosts=FitHosts(warm=settings.training.warm_fit_hosts),
         )
         # before any job is taken: settle interrupted jobs, collect storage; then sweep

@@ -23,6 +23,7 @@ from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.fit_host import FitHosts
+from tuneserve.training.identity import RunnerAddress
 from tuneserve.training.loop import train_loop_per_worker
 
 logger = logging.getLogger("tuneserve.runner")
@@ -108,7 +109,7 @@ def check_resources(config: TrainingConfig, worker_resources: dict[str, float]) 
         )
 
 
-def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: Any) -> TorchTrainer:
+def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: RunnerAddress) -> TorchTrainer:
     config = plan.config
     resources = (
         {"CPU": config.cpus_per_worker}
@@ -227,15 +228,15 @@ def train(
     plan: Plan,
     settings: Settings,
     jobs: JobStore,
-    reporter: Any,
+    reporter: RunnerAddress,
     heartbeat: Callable[[], None],
     hosts: FitHosts,
 ) -> TrainOutcome | None:
     """Fit on Ray Train in a host from ``hosts``; None if the job was cancelled (stopped at
     a step, or killed).
 
-    ``reporter``: the runner actor the workers report to; ``heartbeat``: called while the
-    runner waits, so that its loop shows life during a long run.
+    ``reporter``: where the workers find the runner they report to; ``heartbeat``: called
+    while the runner waits, so that its loop shows life during a long run.
     """
     before = _reserved_groups()
     trainer, host = _trainer(job, plan, settings, reporter), hosts.take()
