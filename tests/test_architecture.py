@@ -36,6 +36,20 @@ def test_the_public_contract_loads_no_model_library():
     assert run.stdout.strip() == "[]"
 
 
+def test_the_runners_handle_loads_no_training_pipeline():
+    """Ray imports an actor's class module wherever a handle of it is unpickled: the
+    gateway replicas and Ray Train's processes load the runner's, and must not pay for
+    torch, transformers or Ray Train to do so (it cost each job's controller 5 to 7 s)."""
+    code = (
+        "import sys, tuneserve.training.runner, tuneserve.training.identity; "
+        "print(sorted(m for m in ('torch', 'transformers', 'ray.train', 'peft', 'datasets') "
+        "if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
 def test_modules_and_functions_stay_within_their_budgets():
     too_long = []
     for path in sorted(p for p in PACKAGE.rglob("*.py") if not p.is_relative_to(REVISIONS)):
