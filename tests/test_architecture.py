@@ -23,31 +23,27 @@ def test_import_linter_contracts_are_kept():
     assert "3 kept, 0 broken" in run.stdout
 
 
-def test_the_public_contract_loads_no_model_library():
-    """Importing the schemas (and the task specs they re-export) in a fresh interpreter."""
-    code = (
-        "import sys, tuneserve.api.tasks, tuneserve.api.openai, tuneserve.api.fine_tuning, "
-        "tuneserve.tasks.catalog; "
-        "print(sorted(m for m in ('torch', 'transformers', 'ray', 'sqlalchemy') "
-        "if m in sys.modules))"
-    )
+def loaded_by(modules: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` importing ``modules`` loads, in a fresh interpreter."""
+    code = f"import sys, {modules}; print([m for m in {watched!r} if m in sys.modules])"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "[]"
+    return ast.literal_eval(run.stdout)
+
+
+def test_the_public_contract_loads_no_model_library():
+    """Importing the schemas (and the task specs they re-export) in a fresh interpreter."""
+    schemas = "tuneserve.api.tasks, tuneserve.api.openai, tuneserve.api.fine_tuning"
+    libraries = ("torch", "transformers", "ray", "sqlalchemy")
+    assert loaded_by(f"{schemas}, tuneserve.tasks.catalog", libraries) == []
 
 
 def test_the_runners_handle_loads_no_training_pipeline():
     """Ray imports an actor's class module wherever a handle of it is unpickled: the
     gateway replicas and Ray Train's processes load the runner's, and must not pay for
     torch, transformers or Ray Train to do so (it cost each job's controller 5 to 7 s)."""
-    code = (
-        "import sys, tuneserve.training.runner, tuneserve.training.identity; "
-        "print(sorted(m for m in ('torch', 'transformers', 'ray.train', 'peft', 'datasets') "
-        "if m in sys.modules))"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "[]"
+    pipeline = ("torch", "transformers", "ray.train", "peft", "datasets")
+    assert loaded_by("tuneserve.training.runner, tuneserve.training.identity", pipeline) == []
 
 
 def test_modules_and_functions_stay_within_their_budgets():
