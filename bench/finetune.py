@@ -5,9 +5,9 @@ hyperparameters and torch thread count two ways, in one run: through the service
 JobRunner → Ray Train, one worker) and with a plain single-process torch loop, run once
 before the service starts and once after it stops (one run of it read 38 to 53 samples/s on
 one machine in one afternoon: their mean is the reference). Reports samples/s of each (and
-the ratio), the overhead from job creation to the first training
-step broken down by phase, and the validation accuracy of both (SST-2 rows when
-TUNESERVE_SHARED_DATA or ../shared/data has them, else generated reviews).
+the ratio), the overhead from job creation to the first training step broken down by
+phase, and the validation accuracy of both (SST-2 rows when TUNESERVE_SHARED_DATA or
+../shared/data has them, else generated reviews).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import TaskCatalog
 from tuneserve.telemetry import Recorder
 from tuneserve.telemetry.registry_collector import collector_registry
-from tuneserve.training.identity import RUNNER_NAME
+from tuneserve.training.identity import RunnerAddress
 
 if TYPE_CHECKING:  # the type only: importing the pipeline would load Ray Train here
     from tuneserve.training.pipeline import Promoter
@@ -100,7 +100,7 @@ class Gateway:
 
         def look() -> dict:
             try:
-                actor = ray.get_actor(RUNNER_NAME, namespace=self.settings.app_name)
+                actor = RunnerAddress(self.settings.app_name).handle()
             except ValueError:
                 return {"state": "not started; the first fine-tuning job starts it"}
             state = ray.get(actor.state.remote(), timeout=10)

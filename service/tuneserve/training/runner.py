@@ -128,7 +128,7 @@ def get_or_start_runner(settings: Settings, promote: Promoter):
     ``promote`` is how a job's gate moves production: the serving layer's callback.
     """
     try:
-        current = ray.get_actor(RUNNER_NAME, namespace=settings.app_name)
+        current = RunnerAddress(settings.app_name).handle()
     except ValueError:
         current = None
     if current is not None:
@@ -167,7 +167,7 @@ def _wait_until_gone(namespace: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            ray.get_actor(RUNNER_NAME, namespace=namespace)
+            RunnerAddress(namespace).handle()
         except ValueError:
             return
         time.sleep(0.1)
