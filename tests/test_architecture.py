@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ray import cloudpickle
+from tuneserve.serving.app import build_gateway
+from tuneserve.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "service" / "tuneserve"
 MAX_MODULE_LINES = 300
@@ -25,8 +29,15 @@ def test_import_linter_contracts_are_kept():
 
 def loaded_by(modules: str, watched: tuple[str, ...]) -> list[str]:
     """Which of ``watched`` importing ``modules`` loads, in a fresh interpreter."""
-    code = f"import sys, {modules}; print([m for m in {watched!r} if m in sys.modules])"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return loaded_after(f"import {modules}", watched)
+
+
+def loaded_after(code: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` running ``code`` loads, in a fresh interpreter."""
+    report = f"import sys; print([m for m in {watched!r} if m in sys.modules])"
+    run = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{report}"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     return ast.literal_eval(run.stdout)
 
@@ -44,6 +55,19 @@ def test_the_runners_handle_loads_no_training_pipeline():
     torch, transformers or Ray Train to do so (it cost each job's controller 5 to 7 s)."""
     pipeline = ("torch", "transformers", "ray.train", "peft", "datasets")
     assert loaded_by("tuneserve.training.runner, tuneserve.training.identity", pipeline) == []
+
+
+def test_a_gateway_replica_loads_no_model_library(tmp_path: Path):
+    """A gateway replica unpickles its deployment (the class, its FastAPI routes, its
+    arguments) and so imports every module they name. It serves the control plane: torch
+    there cost 632 MB resident in each replica and 5 s more to start one."""
+    deployment = build_gateway(Settings(data_dir=tmp_path))._bound_deployment  # Serve's own
+    bound = (deployment.func_or_class, deployment.init_args, deployment.init_kwargs)
+    pickled = tmp_path / "gateway.pkl"
+    pickled.write_bytes(cloudpickle.dumps(bound))
+    unpickle = f"import pickle, pathlib; pickle.loads(pathlib.Path({str(pickled)!r}).read_bytes())"
+    models = ("torch", "transformers", "peft", "ray.train", "datasets")
+    assert loaded_after(unpickle, models) == []
 
 
 def test_modules_and_functions_stay_within_their_budgets():
