@@ -17,7 +17,7 @@ import json
 import statistics
 import time
 
-import httpx
+import aiohttp
 from tuneserve.registry import connect
 from tuneserve.serving import local
 from tuneserve.settings import Settings
@@ -26,7 +26,14 @@ from tuneserve.tasks.handlers.chat import ChatHandler
 from tuneserve.zoo.build import build_all
 from tuneserve.zoo.register import register_starter_model
 
-from bench.common import console, percentile, print_table, wait_ready, write_results
+from bench.common import (
+    console,
+    load_session,
+    percentile,
+    print_table,
+    wait_ready,
+    write_results,
+)
 from bench.serving import bench_settings
 
 STREAMS = (1, 8, 32)  # concurrent chat streams
@@ -46,10 +53,11 @@ async def chat_streams(url: str, streams: int, max_tokens: int) -> dict:
     }
     first_token_s: list[float] = []
 
-    async def one(client: httpx.AsyncClient) -> int:
+    async def one(client: aiohttp.ClientSession) -> int:
         tokens, started, first = 0, time.perf_counter(), None
-        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-            async for line in response.aiter_lines():
+        async with client.post(f"{url}/v1/chat/completions", json=body) as response:
+            async for raw in response.content:
+                line = raw.decode()
                 if first is None and '"content"' in line:
                     first = time.perf_counter() - started
                 if line.startswith("data: {") and '"usage"' in line:
@@ -57,7 +65,7 @@ async def chat_streams(url: str, streams: int, max_tokens: int) -> dict:
         first_token_s.append(first or 0.0)
         return tokens
 
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+    async with load_session(timeout_s=600) as client:
         await one(client)
         first_token_s.clear()
         started = time.perf_counter()

@@ -17,7 +17,6 @@ import asyncio
 import statistics
 import time
 
-import httpx
 import ray
 from ray import serve
 from tuneserve.registry import connect
@@ -28,7 +27,7 @@ from tuneserve.zoo.register import register_starter_model
 
 from bench.common import (
     console,
-    post_json,
+    json_poster,
     print_table,
     review_sentences,
     run_load,
@@ -64,11 +63,8 @@ def recording_cost(calls: int = 20_000) -> dict[str, float]:
 
 
 async def one_round(name: str, url: str, sentences: list[str], concurrency: int, requests: int):
-    async with httpx.AsyncClient(
-        base_url=url, timeout=120, limits=httpx.Limits(max_connections=64)
-    ) as client:
-        body_of = lambda i: {"inputs": sentences[i % len(sentences)]}  # noqa: E731
-        call = post_json(client, "/v1/classify", body_of)
+    body_of = lambda i: {"inputs": sentences[i % len(sentences)]}  # noqa: E731
+    async with json_poster(url, "/v1/classify", body_of) as call:
         return await run_load(name, concurrency, requests, call)
 
 

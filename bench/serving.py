@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -37,7 +38,7 @@ from tuneserve.zoo.register import register_starter_model
 from bench.common import (
     console,
     free_port,
-    post_json,
+    json_poster,
     print_table,
     review_sentences,
     run_load,
@@ -46,6 +47,7 @@ from bench.common import (
     wait_ready,
     write_results,
 )
+from bench.process_cpu import CpuMeter, serve_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [(1, 60), (8, 200), (32, 320)]  # (concurrency, requests)
@@ -80,21 +82,24 @@ def bench_settings(threads: int | None, profile: str) -> Settings:
 def raw_forward(handler: ClassificationHandler, sentences: list[str]) -> dict:
     """The reference: batches of 32 straight through the handler (the median of three
     passes after a whole pass to warm up: the first pass over new batch shapes runs a
-    third slower), and single-item latency."""
+    third slower), the CPU each sequence took in them, and single-item latency."""
     items = [ClassificationItem(text=s) for s in sentences]
     handler.predict_in_chunks(items, 32)
     passes = []
+    cpu_started = time.process_time()
     for _ in range(3):
         started = time.perf_counter()
         handler.predict_in_chunks(items, 32)
         passes.append(time.perf_counter() - started)
+    cpu_ms = 1000 * (time.process_time() - cpu_started) / (3 * len(items))
     batched = len(items) / statistics.median(passes)
     singles = []
     for item in items[:40]:
         t = time.perf_counter()
         handler.predict([item])
         singles.append(time.perf_counter() - t)
-    return {"seq_per_s": batched, "single_ms": 1000 * sorted(singles)[len(singles) // 2]}
+    single_ms = 1000 * sorted(singles)[len(singles) // 2]
+    return {"seq_per_s": batched, "single_ms": single_ms, "cpu_ms": cpu_ms}
 
 
 def raw_variants(
@@ -113,17 +118,17 @@ def raw_variants(
     return results
 
 
-async def load_levels(name: str, url: str, path: str, body_of) -> list:
+async def load_levels(name: str, url: str, path: str, body_of, groups: dict) -> list:
+    """Each level's result, with the CPU per request of the client, of each process group
+    in ``groups`` (label → pids) and of the rest of the machine."""
     results = []
-    async with httpx.AsyncClient(
-        base_url=url,
-        timeout=120,
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-    ) as client:
-        call = post_json(client, path, body_of)
+    async with json_poster(url, path, body_of) as call:
         await run_load(name, 4, 20, call)  # warm-up
         for concurrency, requests in LEVELS:
-            results.append(await run_load(name, concurrency, requests, call))
+            meter = CpuMeter(groups)
+            meter.start()
+            result = await run_load(name, concurrency, requests, call)
+            results.append(replace(result, cpu_ms=meter.per_request(requests)))
     return results
 
 
@@ -137,7 +142,8 @@ def run_naive(model_dir: Path, threads: int, sentences: list[str]) -> list:
         url = f"http://127.0.0.1:{port}"
         wait_http(url, "/docs")
         body_of = lambda i: {"inputs": sentences[i % len(sentences)]}  # noqa: E731
-        return asyncio.run(load_levels("naive FastAPI", url, "/classify", body_of))
+        groups = {"naive server": [server.pid]}
+        return asyncio.run(load_levels("naive FastAPI", url, "/classify", body_of, groups))
     finally:
         server.terminate()
         server.wait()
@@ -154,6 +160,7 @@ def measure_ours(url: str, sentences: list[str], ingress: str) -> tuple[str, dic
                 url,
                 "/v1/classify",
                 lambda i, kind=kind: text(i) | {"variant": kind},
+                serve_groups(),
             )
         )
         for kind in dict.fromkeys((*FORMS, served_as))  # by-size: where it serves
@@ -195,6 +202,7 @@ def run_ray(settings: Settings, model_dir: Path, sentences: list[str]) -> dict:
                 url,
                 "/plain",
                 lambda i: {"inputs": sentences[i % len(sentences)]},
+                serve_groups(),
             )
         )
         serve.delete("plain")
@@ -247,6 +255,7 @@ def main() -> None:
             r["single_ms"],
             "-",
             0,
+            r["cpu_ms"],
             accuracy[kind],
         ]
         for kind, r in raw.items()
@@ -268,6 +277,7 @@ def main() -> None:
                 result.p50_ms,
                 result.p99_ms,
                 result.failed,
+                result.cpu_ms["total"],
                 accuracy.get(kind, "-"),
             ]
         )
@@ -281,9 +291,21 @@ def main() -> None:
             "p50 ms",
             "p99 ms",
             "failed",
+            "CPU ms/req",
             "accuracy",
         ],
         rows,
+    )
+    print_table(
+        "CPU per request at concurrency 32 (ms of CPU time), by process",
+        ["contender", "process", "ms"],
+        [
+            [result.contender, label, ms]
+            for _, result in contenders
+            if result.concurrency == 32
+            for label, ms in result.cpu_ms.items()
+            if ms >= 0.05
+        ],
     )
     path = write_results(
         "serving",

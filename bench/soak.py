@@ -26,6 +26,7 @@ import asyncio
 import time
 from collections import Counter
 
+import aiohttp
 import httpx
 from tuneserve.registry import connect
 from tuneserve.training.config import TrainingConfig
@@ -35,6 +36,7 @@ from tuneserve.zoo.register import register_starter_model
 
 from bench.common import (
     console,
+    load_session,
     percentile,
     print_table,
     review_sentences,
@@ -84,27 +86,24 @@ def mixed_requests(per_task: int, seed: int = 5) -> list[Request]:
     return [(task, ROUTES[task], bodies[task][i]) for i in range(per_task) for task in ROUTES]
 
 
-def client(url: str) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-    return httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
-
-
-async def send(http: httpx.AsyncClient, request: Request) -> int:
+async def send(http: aiohttp.ClientSession, url: str, request: Request) -> int:
     """The status of one request; 0 for a transport error (refused, reset, timed out)."""
     _, route, body = request
     try:
-        return (await http.post(route, json=body)).status_code
-    except httpx.HTTPError:
+        async with http.post(url + route, json=body) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, TimeoutError):
         return 0
 
 
 async def find_capacity(url: str, requests: list[Request], per_level: int) -> list:
     """Closed-loop ramp until throughput stops growing; the results of each level."""
 
-    async with client(url) as http:
+    async with load_session(IN_FLIGHT) as http:
 
         async def call(index: int) -> bool:
-            return 200 <= await send(http, requests[index % len(requests)]) < 300
+            return 200 <= await send(http, url, requests[index % len(requests)]) < 300
 
         await run_load("warm-up", 4, 4 * len(ROUTES), call)
         levels = []
@@ -126,7 +125,7 @@ async def open_loop(
 
     Latency counts from when a request was due, not when it went out: a stalled service
     delays the sending too, and timing from the send would hide the stall. Requests past
-    ``IN_FLIGHT`` wait on a semaphore, not in httpx's pool, whose queue costs the client
+    ``IN_FLIGHT`` wait on a semaphore, not in the client's pool, whose queue costs the client
     CPU in proportion to its length on every request (a full core in a first run here).
     """
     samples: list[Sample] = []
@@ -135,10 +134,10 @@ async def open_loop(
 
     async def timed(request: Request, due: float) -> None:
         async with gate:
-            status = await send(http, request)
+            status = await send(http, url, request)
         samples.append((request[0], due - started, time.perf_counter() - due, status))
 
-    async with client(url) as http:
+    async with load_session(IN_FLIGHT) as http:
         started, index = time.perf_counter(), 0
         while True:
             due = started + index / rate
