@@ -46,7 +46,11 @@ def haproxied(zoo_settings: Settings, starter_models, tmp_path_factory):
     registry, store = connect(settings.registry)
     register_starter_model(starter_models["sentiment"], settings, registry, store)
     registry.engine.dispose()
-    url = local.start(settings)
+    with pytest.MonkeyPatch.context() as environment:
+        # Behind HAProxy a stopping replica stays open 30 s so that HAProxy stops sending it
+        # requests first; the cluster's processes inherit this, and the test's stop is final.
+        environment.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+        url = local.start(settings)
     try:
         with httpx.Client(base_url=url, timeout=60) as client:
             wait_until_ready(client)

@@ -31,7 +31,13 @@ from tuneserve.training.context import JobContext
 from tuneserve.training.identity import RunnerAddress
 from tuneserve.training.loop import STATE_DIR
 from tuneserve.training.supervisor import JobSupervisor, Slot, backoff
-from tuneserve.training.trainer import JobFailure, Plan, TrainOutcome, _trainer
+from tuneserve.training.trainer import (
+    JobFailure,
+    Plan,
+    TrainOutcome,
+    _trainer,
+    controller_environment,
+)
 
 MODEL = "clf"
 LABELS = {"0": "negative", "1": "positive"}
@@ -500,6 +506,20 @@ def test_a_cancel_during_the_promotion_comes_too_late_and_the_job_succeeds(world
     assert job.status == "succeeded" and job.result["promoted"] is True
     assert world.registry.aliases(MODEL)["production"] == 2
     assert "the cancel came after the promotion: the job succeeds" in world.messages(job_id)
+
+
+# --- what Ray Train's controller reads from the environment -------------------------------------
+def test_the_controller_gets_the_start_timeout_and_poll_interval_from_settings(world):
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
+
+    settings = world.settings.updated(training={"start_timeout_s": 42, "controller_poll_s": 0.25})
+    environment = controller_environment(settings)
+    assert environment == {
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "42.0",
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    }
+    # set in the process that calls fit, Ray Train passes them on to its controller
+    assert set(environment) <= ENV_VARS_TO_PROPAGATE
 
 
 # --- no database in the training workers' config ------------------------------------------------

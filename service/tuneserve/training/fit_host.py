@@ -27,11 +27,10 @@ import tuneserve.training.loop  # noqa: F401  (imported here: what makes a host 
 class FitHost:
     """One process, waiting (imports done) to run one ``TorchTrainer.fit``."""
 
-    def fit(self, trainer: TorchTrainer, start_timeout_s: float) -> dict[str, Any]:
-        """Ray Train v2 reads the worker-group start timeout from the environment of the
-        process that calls ``fit``; without it (and ``controller_failure_limit=0``) a
-        placement that can never be met is retried forever."""
-        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(start_timeout_s)
+    def fit(self, trainer: TorchTrainer, controller_environment: dict[str, str]) -> dict[str, Any]:
+        """Ray Train v2 reads its controller's settings from the environment of the process
+        that calls ``fit`` (``controller_environment``)."""
+        os.environ.update(controller_environment)
         result = trainer.fit()
         return {
             "metrics": result.metrics,

@@ -152,6 +152,16 @@ def _trainer(job: JobInfo, plan: Plan, settings: Settings, reporter: RunnerAddre
     )
 
 
+def controller_environment(settings: Settings) -> dict[str, str]:
+    """What Ray Train's controller reads from the environment of the process that calls
+    ``fit``: the worker-group start timeout (without it, and ``controller_failure_limit=0``,
+    a placement that can never be met is retried forever) and how often it polls workers."""
+    return {
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(settings.training.start_timeout_s),
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.training.controller_poll_s),
+    }
+
+
 def _reserved_groups() -> set[str]:
     return {
         group_id
@@ -240,7 +250,7 @@ def train(
     """
     before = _reserved_groups()
     trainer, host = _trainer(job, plan, settings, reporter), hosts.take()
-    ref = host.fit.remote(trainer, settings.training.start_timeout_s)
+    ref = host.fit.remote(trainer, controller_environment(settings))
     finished = False
     try:
         finished = _wait(ref, job.id, jobs, settings.training.cancel_grace_s, heartbeat)
