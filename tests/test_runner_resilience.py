@@ -28,6 +28,7 @@ from tuneserve.settings import Settings
 from tuneserve.tasks.catalog import builtin_catalog
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.context import JobContext
+from tuneserve.training.dataset import ArrowRowWriter
 from tuneserve.training.identity import RunnerAddress
 from tuneserve.training.loop import STATE_DIR
 from tuneserve.training.supervisor import JobSupervisor, Slot, backoff
@@ -373,6 +374,47 @@ def test_a_retry_that_works_finishes_the_job(world):
     job = world.job(job_id)
     assert job.status == "succeeded" and job.attempts == 2 and job.error is None
     assert job.fine_tuned_model == f"{MODEL}@2"
+
+
+def test_a_retry_of_a_job_without_a_validation_file_splits_its_rows_again(world, tmp_path):
+    """The split rows are stored per attempt: a second attempt writes its own, where it
+    once met the first attempt's key and failed with a conflict."""
+    rows = tmp_path / "rows.arrow"
+    labels = ["negative", "positive"]
+    with ArrowRowWriter(rows) as write:
+        write([{"text": f"review {i}", "label": labels[i % 2]} for i in range(20)])
+    training = world.jobs.create_file(
+        filename="train.jsonl",
+        purpose="fine-tune",
+        bytes=200,
+        sha256="1" * 64,
+        rows=20,
+        task="classification",
+        labels=labels,
+        uri=world.store.put_file(rows, "files/rows.arrow"),
+    )
+    job_id = world.jobs.create_job(
+        model=MODEL,
+        base_version=1,
+        task="classification",
+        training_file=training.id,
+        validation_file=None,
+        hyperparameters=TrainingConfig().model_dump(),
+        promotion=Promotion(auto=True).model_dump(),
+        suffix=None,
+    ).id
+    failures = [RuntimeError("connection reset")]
+
+    def flaky(_: str) -> None:
+        if failures:
+            raise failures.pop()
+
+    world.hooks["train"] = flaky
+    world.go()
+    world.clock.now += 5
+    world.go()
+    job = world.job(job_id)
+    assert job.status == "succeeded" and job.attempts == 2, job.error
 
 
 def test_a_retry_after_training_resumes_and_records_each_checkpoint_once(world):
