@@ -17,13 +17,13 @@ from typing import Any
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 from tuneserve.registry.jobs import JobInfo, JobStore
 from tuneserve.settings import Settings
 from tuneserve.training.config import TrainingConfig
 from tuneserve.training.fit_host import FitHosts
 from tuneserve.training.identity import RunnerAddress
+from tuneserve.training.killed_run import free_killed_run
 from tuneserve.training.loop import train_loop_per_worker
 
 logger = logging.getLogger("tuneserve.runner")
@@ -162,26 +162,6 @@ def controller_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def _reserved_groups() -> set[str]:
-    return {
-        group_id
-        for group_id, info in ray.util.placement_group_table().items()
-        if info["state"] == "CREATED"
-    }
-
-
-def _release_groups(group_ids: set[str]) -> None:
-    """Free a killed run's worker reservation at once.
-
-    Ray Train removes it through a cleaner that needs the dashboard's state API; without
-    the dashboard the CPUs would stay reserved until the cluster stops.
-    """
-    from ray._raylet import PlacementGroupID
-
-    for group_id in group_ids:
-        remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(group_id)))
-
-
 def _uri(path: str, storage_url: str) -> str:
     """A Ray Train storage path as an artifact URI: remote paths get their scheme back."""
     scheme, found, _ = storage_url.partition("://")
@@ -248,7 +228,6 @@ def train(
     ``reporter``: where the workers find the runner they report to; ``heartbeat``: called
     while the runner waits, so that its loop shows life during a long run.
     """
-    before = _reserved_groups()
     trainer, host = _trainer(job, plan, settings, reporter), hosts.take()
     ref = host.fit.remote(trainer, controller_environment(settings))
     finished = False
@@ -260,8 +239,7 @@ def train(
         # goes, and the run with it, or a retry of the job would train beside it
         hosts.release(host)
         if not finished:
-            # runs one job at a time by default, so the groups made since are this job's
-            _release_groups(_reserved_groups() - before)
+            free_killed_run(host)
     if outcome is None or outcome["metrics"].get("cancelled"):
         return None
     storage = settings.training.checkpoint_url
