@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.batching
 	$(BIN)/python -m bench.finetune
+	$(BIN)/python -m bench.train_poll
 	$(BIN)/python -m bench.hotswap
 	$(BIN)/python -m bench.metrics_cost
 	$(BIN)/python -m bench.data_memory
