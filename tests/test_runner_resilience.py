@@ -130,26 +130,30 @@ class World:
     supervisor: JobSupervisor | None = None
     slot: Slot | None = None
 
-    def create_job(self) -> str:
+    def create_job(self, training_uri: str | None = None) -> str:
+        """A job on placeholder files, read by the phases the test replaces; or, with
+        ``training_uri``, on that real file alone (the job splits it for validation)."""
+        uris = [training_uri] if training_uri else ["file:///rows/train.arrow"]
+        uris += [] if training_uri else ["file:///rows/validation.arrow"]
         files = [
             self.jobs.create_file(
-                filename=f"{kind}.jsonl",
+                filename=f"{index}.jsonl",
                 purpose="fine-tune",
                 bytes=10,
                 sha256="0" * 64,
                 rows=10,
                 task="classification",
                 labels=["negative", "positive"],
-                uri=f"file:///rows/{kind}.arrow",  # read by the phases the test replaces
+                uri=uri,
             ).id
-            for kind in ("train", "validation")
+            for index, uri in enumerate(uris)
         ]
         return self.jobs.create_job(
             model=MODEL,
             base_version=1,
             task="classification",
             training_file=files[0],
-            validation_file=files[1],
+            validation_file=files[1] if len(files) > 1 else None,
             hyperparameters=TrainingConfig().model_dump(),
             promotion=Promotion(auto=True).model_dump(),
             suffix=None,
@@ -380,29 +384,11 @@ def test_a_retry_of_a_job_without_a_validation_file_splits_its_rows_again(world,
     """The split rows are stored per attempt: a second attempt writes its own, where it
     once met the first attempt's key and failed with a conflict."""
     rows = tmp_path / "rows.arrow"
-    labels = ["negative", "positive"]
     with ArrowRowWriter(rows) as write:
-        write([{"text": f"review {i}", "label": labels[i % 2]} for i in range(20)])
-    training = world.jobs.create_file(
-        filename="train.jsonl",
-        purpose="fine-tune",
-        bytes=200,
-        sha256="1" * 64,
-        rows=20,
-        task="classification",
-        labels=labels,
-        uri=world.store.put_file(rows, "files/rows.arrow"),
-    )
-    job_id = world.jobs.create_job(
-        model=MODEL,
-        base_version=1,
-        task="classification",
-        training_file=training.id,
-        validation_file=None,
-        hyperparameters=TrainingConfig().model_dump(),
-        promotion=Promotion(auto=True).model_dump(),
-        suffix=None,
-    ).id
+        write(
+            [{"text": f"review {i}", "label": ("negative", "positive")[i % 2]} for i in range(20)]
+        )
+    job_id = world.create_job(training_uri=world.store.put_file(rows, "files/rows.arrow"))
     failures = [RuntimeError("connection reset")]
 
     def flaky(_: str) -> None:
