@@ -41,13 +41,16 @@ def killer(service, service_settings, starter_models, tmp_path_factory):
     delete_apps(settings)
 
 
+def _messages(client: httpx.Client, job_id: str) -> list[str]:
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100})
+    return [event["message"] for event in events.json()["data"]]
+
+
 def _has_event(client: httpx.Client, job_id: str, prefix: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100})
-    while not any(e["message"].startswith(prefix) for e in events.json()["data"]):
+    while not any(m.startswith(prefix) for m in _messages(client, job_id)):
         assert time.monotonic() < deadline, f"{job_id}: no {prefix!r} event in {timeout_s} s"
         time.sleep(0.2)
-        events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100})
 
 
 def test_a_killed_run_frees_its_own_reservation_and_not_its_neighbours(killer):
@@ -78,9 +81,8 @@ def test_a_killed_run_frees_its_own_reservation_and_not_its_neighbours(killer):
     assert finished["status"] == "succeeded", finished["error"]
     # untouched, not restarted: losing its reservation would have cost its workers, and
     # Ray Train would have started them again from the last checkpoint
-    events = killer.get(f"/v1/fine_tuning/jobs/{neighbour['id']}/events", params={"limit": 100})
-    starts = [e for e in events.json()["data"] if e["message"].startswith("workers ready")]
-    assert len(starts) == 1, [e["message"] for e in events.json()["data"]]
+    messages = _messages(killer, neighbour["id"])
+    assert len([m for m in messages if m.startswith("workers ready")]) == 1, messages
     deadline = time.monotonic() + 30
     while ray.available_resources().get("CPU", 0) < free_before or _processes(
         "ray::TrainController"
