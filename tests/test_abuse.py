@@ -2,58 +2,27 @@
 hang), deep or huge-number JSON refused with a 4xx, and the memory of the gateway replica
 and of Serve's HTTP proxy bounded meanwhile.
 
-Memory is the kernel's own peak resident set (VmHWM in /proc/<pid>/status), reset to the
-current size before each scenario (``clear_refs``), so no spike between samples is missed.
+Memory is the kernel's own peak resident set (``peak_memory``).
 """
 
 from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 import ray
 from lazy_bodies import MULTIPART, GiB, MiB, Source, upload_source
-
-GROWTH_BOUND = 300 * MiB  # over its size before the scenario, per process
+from peak_memory import PeakMemory, actor_pids
 
 
 def serve_pids() -> dict[str, int]:
     """The processes that hold a request body: the gateway replica and the HTTP proxy."""
-    from ray._private import state  # the GCS actor table, which has each actor's pid
-
-    alive = [a for a in state.actors().values() if a["State"] == "ALIVE"]
-    pids = {
-        f"gateway {a['Pid']}": a["Pid"] for a in alive if a["ActorClassName"].endswith(":Gateway")
-    }
-    pids |= {f"proxy {a['Pid']}": a["Pid"] for a in alive if a["ActorClassName"] == "ProxyActor"}
+    pids = actor_pids("gateway", lambda name: name.endswith(":Gateway"))
+    pids |= actor_pids("proxy", lambda name: name == "ProxyActor")
     assert any(n.startswith("gateway") for n in pids) and any(n.startswith("proxy") for n in pids)
     return pids
-
-
-def _status(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} for pid {pid}")
-
-
-class PeakMemory:
-    """Per process: resident size now, and the kernel's high-water mark reset to it."""
-
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
-        self.before = {name: _status(pid, "VmRSS") for name, pid in pids.items()}
-        for pid in pids.values():
-            Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak := current
-
-    def check(self, scenario: str) -> None:
-        for name, pid in self.pids.items():
-            peak, before = _status(pid, "VmHWM"), self.before[name]
-            print(f"{scenario}: {name} peak RSS {peak / MiB:.0f} MiB, +{(peak - before) / MiB:.0f}")
-            assert peak - before < GROWTH_BOUND, f"{name} grew {(peak - before) / MiB:.0f} MiB"
 
 
 def assert_too_large(response: httpx.Response, param: str | None) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT, free_port, wait_until_ready
+from lazy_bodies import MULTIPART, GiB, MiB, Source, upload_source
+from peak_memory import PeakMemory, actor_pids
 from tuneserve.registry import connect
 from tuneserve.settings import Settings
 from tuneserve.zoo.register import register_starter_model
@@ -28,6 +30,7 @@ def haproxied(zoo_settings: Settings, starter_models, tmp_path_factory):
         data_dir=tmp_path_factory.mktemp("haproxy"),
         zoo={"cache_dir": zoo_settings.zoo.cache_dir, "profile": "tiny"},
         auth={"mode": "open"},  # on loopback, no keys
+        limits={"max_upload_bytes": 256 * 1024},
         ray={
             "num_cpus": 4,
             "haproxy": True,
@@ -95,3 +98,46 @@ def test_a_full_queue_is_a_json_503_with_retry_after(haproxied):
     for response in rejected:
         assert response.json()["error"]["type"] == "service_unavailable", response.text
         assert response.headers.get("Retry-After") == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "param"),
+    [
+        ("/v1/classify", lambda: Source(200 * MiB), None),
+        ("/v1/files", lambda: upload_source(GiB), "file"),
+    ],
+    ids=["200 MB of JSON to a task server", "1 GiB upload to the gateway"],
+)
+def test_a_chunked_body_past_the_limit_is_answered_413(haproxied, path, source, param):
+    """Behind HAProxy the replica answers at once and reads the rest to discard it (see
+    ``body_limit``): the client, which reads only after sending, gets its 413 when the
+    upload ends, and the replica's memory stays put."""
+    memory, body = PeakMemory(replica_pids()), source()
+    headers = MULTIPART if path == "/v1/files" else {"content-type": "application/json"}
+    answer = haproxied.post(path, content=body, headers=headers, timeout=60)
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["param"] == param
+    memory.check(path)
+
+
+def test_20_parallel_50_mb_uploads_are_each_answered(haproxied):
+    """Half declare their length, half stream. Closing the connection after an early answer
+    left some of these clients' uploads hanging behind HAProxy 2.8, never answered."""
+    memory = PeakMemory(replica_pids())
+
+    def post(index: int) -> httpx.Response:
+        headers = MULTIPART | ({"content-length": str(50 * MiB)} if index % 2 else {})
+        with httpx.Client(base_url=str(haproxied.base_url), timeout=60) as client:
+            return client.post("/v1/files", content=upload_source(50 * MiB), headers=headers)
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(post, range(20)))
+    for response in responses:
+        error = response.json()["error"]
+        assert error["type"] in {"payload_too_large", "service_unavailable"}, response.text
+    assert [r.status_code for r in responses].count(413) >= 10
+    memory.check("20 parallel 50 MB uploads")
+
+
+def replica_pids() -> dict[str, int]:
+    return actor_pids("replica", lambda name: name.startswith("ServeReplica:"))

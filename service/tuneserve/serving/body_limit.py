@@ -10,7 +10,12 @@ when none is free), so the memory that concurrent uploads hold is bounded too.
 
 A response that starts before the request body was read to its end says ``Connection:
 close``: the HTTP server (uvicorn, in Serve's proxy) then closes the connection after it,
-instead of reading and discarding whatever the client keeps sending.
+instead of reading and discarding whatever the client keeps sending. Behind HAProxy
+(``ray.haproxy``: the replica's own uvicorn serves HTTP) it does not: HAProxy 2.8, still
+forwarding the body when the replica closes, can be left holding the answer while it stops
+reading the client's upload, so that a client which reads its response only after sending
+(httpx, requests) waits for its own timeout. Kept open, uvicorn reads and discards the rest
+(what HAProxy 3 does itself), and the answer arrives when the upload ends.
 
 Behind Ray Serve the proxy reads a client's body into an unbounded queue as fast as it
 arrives, and the replica pulls it from there as fast as it can, neither waiting for the
@@ -21,6 +26,7 @@ same guard in the proxy, for when the replica cannot answer early.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,7 +172,7 @@ class _CountedRequest:
         if message["type"] == "http.response.start":
             self.started = True
             if not self.body_done:
-                message = _closing(message)
+                message = _unread_body_answer(message)
         await self._send(message)
 
     async def _refuse(self) -> None:
@@ -180,17 +186,27 @@ class _CountedRequest:
 
 
 async def _answer(send: Send, error: TuneserveError) -> None:
-    """Send ``error`` in the project's shape, closing the connection after it."""
+    """Send ``error`` in the project's shape, before the body is read (or read whole)."""
     response = error_response(error)
     start = {"type": "http.response.start", "status": response.status_code}
-    await send(_closing(start | {"headers": response.raw_headers}))
+    await send(_unread_body_answer(start | {"headers": response.raw_headers}))
     await send({"type": "http.response.body", "body": response.body})
 
 
-def _closing(start: Message) -> Message:
-    """The response start, saying ``Connection: close`` (the request body is unread)."""
+def _unread_body_answer(start: Message) -> Message:
+    """The start of a response sent while the request body is unread: ``Connection:
+    close``, except behind HAProxy, where the connection stays open and the rest of the
+    body is discarded (the module's docstring says why)."""
     headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"connection"]
+    if _behind_haproxy():
+        return {**start, "headers": headers}
     return {**start, "headers": [*headers, (b"connection", b"close")]}
+
+
+def _behind_haproxy() -> bool:
+    """Serve's switch (``local.connect_ray`` sets it from ``ray.haproxy``), which every
+    process of the cluster inherits."""
+    return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0") == "1"
 
 
 def _route_path(scope: Scope) -> str:
