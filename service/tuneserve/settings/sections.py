@@ -249,8 +249,8 @@ class RaySettings(Section):
         description="A local cluster's HTTP ingress is Ray Serve's HAProxy (experimental in "
         "Ray): requests go from a C load balancer straight to a replica's own HTTP server, "
         "with no Python proxy. Measured here: c=1 latency as a plain FastAPI server's, 1.5-1.7x "
-        "the throughput at c=32. But a client streaming an oversized body does not get its "
-        "413 before its own timeout (README, Benchmarks). A cluster joined by address uses "
+        "the throughput at c=32. An early 413 then keeps the connection and discards the rest "
+        "of the body (README, Benchmarks). A cluster joined by address uses "
         "what its processes' environment says (RAY_SERVE_ENABLE_HA_PROXY=1).",
     )
 
