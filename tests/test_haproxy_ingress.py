@@ -34,6 +34,7 @@ def haproxied(zoo_settings: Settings, starter_models, tmp_path_factory):
         ray={
             "num_cpus": 4,
             "haproxy": True,
+            "ingress_drain_s": 1,  # the test's stop is final: no replica needs to drain
             "metrics_export_port": free_port(),
             "temp_dir": Path(tempfile.mkdtemp(prefix="ray-", dir=ROOT / ".tuneserve")),
         },
@@ -50,9 +51,10 @@ def haproxied(zoo_settings: Settings, starter_models, tmp_path_factory):
     register_starter_model(starter_models["sentiment"], settings, registry, store)
     registry.engine.dispose()
     with pytest.MonkeyPatch.context() as environment:
-        # Behind HAProxy a stopping replica stays open 30 s so that HAProxy stops sending it
-        # requests first; the cluster's processes inherit this, and the test's stop is final.
-        environment.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+        # local.start sets Serve's switches in this process's environment, where the
+        # cluster's processes find them; they are put back for the tests that follow
+        for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"):
+            environment.delenv(name, raising=False)
         url = local.start(settings)
     try:
         with httpx.Client(base_url=url, timeout=60) as client:

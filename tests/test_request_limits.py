@@ -253,6 +253,7 @@ def test_the_proxy_guard_caps_every_body_at_the_largest_route_limit(monkeypatch)
         validate_http_proxy_callback_return,
     )
 
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # Serve's own proxy
     monkeypatch.setenv("TUNESERVE_LIMITS__MAX_UPLOAD_BYTES", str(MiB))
     monkeypatch.setenv("TUNESERVE_LIMITS__MAX_JSON_BODY_BYTES", str(512 * KiB))
     cap = MiB + MULTIPART_ALLOWANCE  # an upload's: the largest
@@ -264,6 +265,40 @@ def test_the_proxy_guard_caps_every_body_at_the_largest_route_limit(monkeypatch)
         source = Source(GiB)
         assert_too_large(http.post("/any", content=source))
     assert source.sent < 32 * MiB, f"the client sent {source.sent} bytes before the 413"
+
+
+async def early_closer(scope, receive, send) -> None:
+    """Answers at once, unread, saying ``Connection: close``: as the app's own guard does."""
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"error": {"type": "payload"}}'})
+
+
+@pytest.mark.parametrize("send", ["declared", "chunked"])
+def test_behind_haproxy_the_proxy_guard_keeps_the_connection_and_the_rest_is_discarded(
+    monkeypatch, send
+):
+    """Serve puts the callback's middlewares around a replica's own server behind HAProxy;
+    there an early answer must not close (``body_limit``): the server reads the rest and
+    throws it away, then serves the next request on the same connection."""
+    from ray.serve._private.http_util import (
+        _apply_middlewares,
+        validate_http_proxy_callback_return,
+    )
+
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    monkeypatch.setenv("TUNESERVE_LIMITS__MAX_UPLOAD_BYTES", str(MiB))
+    middlewares = validate_http_proxy_callback_return(proxy_middlewares())
+    guarded = _apply_middlewares(early_closer, middlewares)
+    source = Source(64 * MiB)
+    headers = {"content-length": str(source.total)} if send == "declared" else {}
+    with served(guarded) as base, httpx.Client(base_url=base, timeout=30) as http:
+        response = http.post("/any", content=source, headers=headers)
+        assert response.status_code == 413 and "connection" not in response.headers
+        assert source.sent == source.total  # read to its end, not cut off
+        peer = response.extensions["network_stream"].get_extra_info("client_addr")
+        again = http.post("/any", content=b"x")
+        assert again.extensions["network_stream"].get_extra_info("client_addr") == peer
 
 
 # --- the middleware's slots, at the ASGI level ----------------------------------------------

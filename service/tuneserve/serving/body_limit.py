@@ -11,11 +11,12 @@ when none is free), so the memory that concurrent uploads hold is bounded too.
 A response that starts before the request body was read to its end says ``Connection:
 close``: the HTTP server (uvicorn, in Serve's proxy) then closes the connection after it,
 instead of reading and discarding whatever the client keeps sending. Behind HAProxy
-(``ray.haproxy``: the replica's own uvicorn serves HTTP) it does not: HAProxy 2.8, still
-forwarding the body when the replica closes, can be left holding the answer while it stops
-reading the client's upload, so that a client which reads its response only after sending
-(httpx, requests) waits for its own timeout. Kept open, uvicorn reads and discards the rest
-(what HAProxy 3 does itself), and the answer arrives when the upload ends.
+(``ray.haproxy``: a replica's own uvicorn serves HTTP) the guard that faces the server is
+made with ``keep_connection`` and takes that header off: HAProxy 2.8, still forwarding the
+body when the replica closes, can be left holding the answer while it stops reading the
+client's upload, so that a client which reads its response only after sending (httpx,
+requests) waits for its own timeout. Kept open, uvicorn reads and discards the rest (what
+HAProxy 3 does itself), and the answer arrives when the upload ends.
 
 Behind Ray Serve the proxy reads a client's body into an unbounded queue as fast as it
 arrives, and the replica pulls it from there as fast as it can, neither waiting for the
@@ -26,7 +27,6 @@ same guard in the proxy, for when the replica cannot answer early.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from tuneserve.settings import LimitSettings, Settings
 MULTIPART_ALLOWANCE = 64 * 1024
 Route = tuple[str, str]  # (method, path without the app's root path or a trailing slash)
 DISCONNECT = {"type": "http.disconnect"}
+AnswerStart = Callable[[Message], Message]  # how a response start goes out, body unread
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ class BodyLimit:
     process: one gateway replica.
     """
 
-    def __init__(self, app: ASGIApp, rules: Callable[[], BodyRules]):
+    def __init__(self, app: ASGIApp, rules: Callable[[], BodyRules], keep_connection: bool = False):
         self.app = app
+        self._unread_answer = _keeping if keep_connection else _closing
         self._make_rules = rules
         self._rules: BodyRules | None = None
         self._reading: Counter[Route] = Counter()  # requests holding a slot, per slotted route
@@ -117,27 +119,34 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None and declared > rule.max_bytes:
             message = f"the request body is {declared} bytes; {_name(route)} accepts at most"
-            await _answer(send, PayloadTooLarge(f"{message} {rule.max_bytes}", param=rule.param))
+            too_large = PayloadTooLarge(f"{message} {rule.max_bytes}", param=rule.param)
+            await _answer(send, too_large, self._unread_answer)
             return
         if rule.max_concurrent is None:  # not counted: a scan of random paths adds no keys
-            await _CountedRequest(scope, receive, send, rule).run(self.app)
+            await self._counted(scope, receive, send, rule)
             return
         if self._reading[route] >= rule.max_concurrent:
             busy = f"{rule.max_concurrent} requests to {_name(route)} are being read already"
-            await _answer(send, Unavailable(f"{busy}; retry shortly", retry_after_s=1))
+            unavailable = Unavailable(f"{busy}; retry shortly", retry_after_s=1)
+            await _answer(send, unavailable, self._unread_answer)
             return
         self._reading[route] += 1
         try:
-            await _CountedRequest(scope, receive, send, rule).run(self.app)
+            await self._counted(scope, receive, send, rule)
         finally:
             self._reading[route] -= 1
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, rule: BodyRule) -> None:
+        await _CountedRequest(scope, receive, send, rule, self._unread_answer).run(self.app)
 
 
 class _CountedRequest:
     """One request whose body is counted as the app reads it."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, rule: BodyRule):
-        self.scope, self.rule = scope, rule
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, rule: BodyRule, answer: AnswerStart
+    ):
+        self.scope, self.rule, self._unread_answer = scope, rule, answer
         self._receive, self._send = receive, send
         self.received = 0
         self.body_done = not _has_body(scope)
@@ -172,7 +181,7 @@ class _CountedRequest:
         if message["type"] == "http.response.start":
             self.started = True
             if not self.body_done:
-                message = _unread_body_answer(message)
+                message = self._unread_answer(message)
         await self._send(message)
 
     async def _refuse(self) -> None:
@@ -182,31 +191,27 @@ class _CountedRequest:
             route = (self.scope["method"], _route_path(self.scope))
             message = f"the request body passed {self.rule.max_bytes} bytes, the most "
             reason = f"{message}{_name(route)} accepts; the rest was not read"
-            await _answer(self._send, PayloadTooLarge(reason, param=self.rule.param))
+            too_large = PayloadTooLarge(reason, param=self.rule.param)
+            await _answer(self._send, too_large, self._unread_answer)
 
 
-async def _answer(send: Send, error: TuneserveError) -> None:
-    """Send ``error`` in the project's shape, before the body is read (or read whole)."""
+async def _answer(send: Send, error: TuneserveError, unread_answer: AnswerStart) -> None:
+    """Send ``error`` in the project's shape while the request body is unread."""
     response = error_response(error)
     start = {"type": "http.response.start", "status": response.status_code}
-    await send(_unread_body_answer(start | {"headers": response.raw_headers}))
+    await send(unread_answer(start | {"headers": response.raw_headers}))
     await send({"type": "http.response.body", "body": response.body})
 
 
-def _unread_body_answer(start: Message) -> Message:
-    """The start of a response sent while the request body is unread: ``Connection:
-    close``, except behind HAProxy, where the connection stays open and the rest of the
-    body is discarded (the module's docstring says why)."""
+def _closing(start: Message) -> Message:
+    """The response start, saying ``Connection: close`` (the request body is unread)."""
+    return {**start, "headers": [*_keeping(start)["headers"], (b"connection", b"close")]}
+
+
+def _keeping(start: Message) -> Message:
+    """The response start without ``Connection: close``: the server keeps reading."""
     headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"connection"]
-    if _behind_haproxy():
-        return {**start, "headers": headers}
-    return {**start, "headers": [*headers, (b"connection", b"close")]}
-
-
-def _behind_haproxy() -> bool:
-    """Serve's switch (``local.connect_ray`` sets it from ``ray.haproxy``), which every
-    process of the cluster inherits."""
-    return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0") == "1"
+    return {**start, "headers": headers}
 
 
 def _route_path(scope: Scope) -> str:

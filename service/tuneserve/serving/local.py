@@ -24,13 +24,14 @@ def connect_ray(settings: Settings) -> None:
     """Join the cluster at ``ray_address``, or start a local one under the data dir.
 
     A local cluster's HTTP proxy gets its middlewares (``proxy.PROXY_CALLBACK``), and is
-    HAProxy when ``ray.haproxy`` says so: Serve reads both from the environment its processes
-    start with.
+    HAProxy when ``ray.haproxy`` says so, whose replicas drain for ``ray.ingress_drain_s``:
+    Serve reads all three from the environment its processes start with.
     """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1" if settings.ray.haproxy else "0"
+    os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = str(settings.ray.ingress_drain_s)
     if settings.ray.address:
         ray.init(address=settings.ray.address)
         return

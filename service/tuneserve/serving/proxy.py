@@ -17,6 +17,8 @@ has the ``{"error": {...}}`` body, and a replica that died says "retry" (503), n
 
 from __future__ import annotations
 
+import os
+
 from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,8 +34,12 @@ _REPLACED = {b"content-type", b"content-length", b"retry-after", b"www-authentic
 
 
 def proxy_middlewares() -> list[Middleware]:
-    """The proxy's middlewares (Serve's callback)."""
-    return [Middleware(ProxyErrors), Middleware(BodyLimit, rules=proxy_rules)]
+    """The proxy's middlewares (Serve's callback). Behind HAProxy, Serve puts them around
+    each ingress replica's own HTTP server instead, where an early answer keeps the
+    connection (``body_limit``'s docstring says why)."""
+    behind_haproxy = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0") == "1"
+    guard = Middleware(BodyLimit, rules=proxy_rules, keep_connection=behind_haproxy)
+    return [Middleware(ProxyErrors), guard]
 
 
 def as_ours(status: int, text: str, retry_after: str | None) -> TuneserveError:

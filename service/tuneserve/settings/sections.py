@@ -253,6 +253,15 @@ class RaySettings(Section):
         "of the body (README, Benchmarks). A cluster joined by address uses "
         "what its processes' environment says (RAY_SERVE_ENABLE_HA_PROXY=1).",
     )
+    ingress_drain_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Behind HAProxy, how long a stopping replica keeps serving so that "
+        "HAProxy stops sending it requests first (Ray's default, 30 s, allows for load "
+        "balancers outside the cluster; the node's own HAProxy is told within a second). "
+        "A local cluster only; on one joined by address, its processes' "
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S.",
+    )
 
 
 class ZooSettings(Section):
