@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tuneserve.settings.cluster import RaySettings
 from tuneserve.settings.deployment import DeploymentOptions
 from tuneserve.settings.guards import AuthSettings, LimitSettings, TenantQuotas
 from tuneserve.settings.sections import (
-    RaySettings,
     RegistrySettings,
     ServingSettings,
     TaskSettings,
