@@ -38,7 +38,7 @@ class RaySettings(Section):
         default=False,
         description="A local cluster's HTTP ingress is Ray Serve's HAProxy (experimental in "
         "Ray): requests go from a C load balancer straight to a replica's own HTTP server, "
-        "with no Python proxy. Measured here: c=1 latency as a plain FastAPI server's, 1.5-1.7x "
+        "with no Python proxy. Measured here: c=1 latency as a plain FastAPI server's, 1.5-2.2x "
         "the throughput at c=32. An early 413 then keeps the connection and discards the rest "
         "of the body (README, Benchmarks). A cluster joined by address uses "
         "what its processes' environment says (RAY_SERVE_ENABLE_HA_PROXY=1).",
@@ -48,7 +48,8 @@ class RaySettings(Section):
         ge=0,
         description="Behind HAProxy, how long a stopping replica keeps serving so that "
         "HAProxy stops sending it requests first (Ray's default, 30 s, allows for load "
-        "balancers outside the cluster; the node's own HAProxy is told within a second). "
+        "balancers outside the cluster; Serve's controller pushes the change to the node's "
+        "own HAProxy in batches every 0.1 s). "
         "A local cluster only; on one joined by address, its processes' "
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S.",
     )
