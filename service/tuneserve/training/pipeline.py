@@ -193,9 +193,9 @@ def _plan(job: JobInfo, config: TrainingConfig, ctx: JobContext) -> Plan:
             train, validation = Path(folder, "train.arrow"), Path(folder, "validation.arrow")
             source = ctx.store.local_file(training.uri)
             split(source, config.validation_fraction, config.seed, train, validation)
-            folder = f"jobs/{job.id}/attempt-{job.attempts}"  # a retry splits again
-            train_uri = ctx.store.put_file(train, f"{folder}/train.arrow")
-            validation_uri = ctx.store.put_file(validation, f"{folder}/validation.arrow")
+            stored = f"jobs/{job.id}/attempt-{job.attempts}"  # a retry splits again
+            train_uri = ctx.store.put_file(train, f"{stored}/train.arrow")
+            validation_uri = ctx.store.put_file(validation, f"{stored}/validation.arrow")
     new_labels: list[str] = []
     labels = {label for info in files for label in info.labels}
     if config.allow_new_labels and labels:
